@@ -5,7 +5,7 @@ from select_nb.cli import build_parser, main
 
 def test_help_lists_subcommands():
     text = build_parser().format_help()
-    for cmd in ('score', 'superfilter', 'list'): assert cmd in text
+    for cmd in ('score', 'superfilter', 'consistency', 'nuggets', 'scar', 'kcenter', 'list'): assert cmd in text
 
 def test_score_writes_table_with_input_fields(tmp_path):
     main(['score', '--data', 'alpaca', '--limit', '6', '--out', str(tmp_path/'s.parquet')])
@@ -22,3 +22,17 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
 def test_console_script_runs():
     r = subprocess.run([str(Path(sys.executable).parent/'select-nb'), '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and 'superfilter' in r.stdout
+
+def test_method_subcommands_write_run_folders(tmp_path):
+    main(['kcenter', '--data', 'alpaca', '--limit', '30', '--k', '5', '--out', str(tmp_path/'kc')])
+    assert len(json.loads((tmp_path/'kc'/'selected.json').read_text())) == 5
+    main(['nuggets', '--data', 'alpaca', '--limit', '6', '--anchors', 'random:3', '--out', str(tmp_path/'ng')])
+    s = pd.read_parquet(tmp_path/'ng'/'scores.parquet')
+    assert s.golden.notna().sum() == 3 and (s.status == 'anchor').sum() == 3 and (tmp_path/'ng'/'summary.json').exists()
+    main(['consistency', '--data', 'alpaca', '--models', 'smollm2-135m,gemma3-270m', '--limit', '10', '--n-boot', '20', '--out', str(tmp_path/'cs')])
+    assert (tmp_path/'cs'/'scores.parquet').exists() and (tmp_path/'cs'/'distributions.png').exists()
+
+def test_scar_subcommands_parse():
+    a = build_parser().parse_args(['scar', 'rank', '--data', 'alpaca', '--ranker', 'r', '--ratio', '0.1', '--out', 'o'])
+    assert a.func.__name__ == 'cmd_scar_rank' and a.ratio == 0.1
+    assert build_parser().parse_args(['scar', 'train']).func.__name__ == 'cmd_scar_train'

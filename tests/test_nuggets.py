@@ -1,0 +1,114 @@
+"""Tests for select_nb.nuggets: KV-prefix reuse equals plain concatenation, golden scores, resume, the job."""
+import json, os
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+import numpy as np, pandas as pd, pytest, torch
+import select_nb.nuggets as N
+from select_nb.data import to_table, load
+from select_nb.models import tiny_lm, load_lm
+from select_nb.scoring import token_nll
+
+ANCHORS = to_table([{'instruction': f'Task {i}: ' + 'say something ' * (i % 4), 'input': 'x y' * (i % 3),
+                     'output': 'word ' * (1 + 5 * i % 17)} for i in range(12)])
+POOL = to_table([{'instruction': f'Q{i}: ' + 'tell me ' * (i % 4), 'input': 'ab' * (i % 2), 'output': 'yes ' * (1 + 3 * i % 11)}
+                 for i in range(8)] + [{'instruction': 'Empty.', 'output': ''}])
+
+def test_prompt():
+    assert N.nuggets_prompt(' Add. ', ' 2 3 ') == "Instruction:\nAdd.\nInput:\n2 3\nResponse:\n"
+    assert N.nuggets_prompt('Hi.') == "Instruction:\nHi.\nResponse:\n"
+
+def test_encode_truncation_and_bos():
+    tok = tiny_lm().tokenizer
+    enc = N.encode_examples(ANCHORS, tok, max_tokens=20)
+    assert enc.ids.map(len).max() <= 20
+    full = N.encode_examples(ANCHORS, tok)
+    assert all(a == b[:len(a)] for a, b in zip(enc.ids, full.ids))
+    btok = tiny_lm(add_bos=True).tokenizer
+    assert N.encode_examples(ANCHORS, btok, bos=True).ids[0][0] == btok.bos_token_id
+    assert N.encode_examples(ANCHORS, btok).ids[0][0] != btok.bos_token_id
+
+@pytest.mark.parametrize('arch', ['llama', 'gpt2'])
+@pytest.mark.parametrize('batch_tokens', [1, 150, 100_000])
+def test_cached_prefix_equals_concatenation(arch, batch_tokens):
+    lm = tiny_lm(arch)
+    a = N.encode_examples(ANCHORS, lm.tokenizer)
+    cand = N.encode_examples(POOL, lm.tokenizer, bos=True).ids[3]
+    np.testing.assert_allclose(N.one_shot(lm, cand, a, batch_tokens=batch_tokens), N.one_shot_naive(lm, cand, a), atol=1e-4)
+
+def test_cached_prefix_with_bos_tokenizer():
+    lm = tiny_lm(add_bos=True)
+    a = N.encode_examples(ANCHORS, lm.tokenizer)
+    cand = N.encode_examples(POOL, lm.tokenizer, bos=True).ids[1]
+    assert cand[0] == lm.tokenizer.bos_token_id
+    np.testing.assert_allclose(N.one_shot(lm, cand, a, batch_tokens=300), N.one_shot_naive(lm, cand, a), atol=1e-4)
+    z_bos, z_no = N.zero_shot(lm, a, bos=True), N.zero_shot(lm, a, bos=False)
+    ref = [-token_nll(lm, [[1] + s], [n])[0].sum().item() for s, n in zip(a.ids, a.n_scored)]
+    np.testing.assert_allclose(z_bos, ref, atol=1e-4)
+    assert not np.allclose(z_bos, z_no)
+
+def test_golden_score_strict():
+    assert N.golden_score([1., 2., 3., -1.], [0., 2., 2., 0.]) == 0.5
+
+def test_golden_scores_match_reference_and_statuses():
+    lm = tiny_lm()
+    tbl = pd.concat([POOL, ANCHORS.iloc[:2]], ignore_index=True)
+    gs = N.golden_scores(tbl, ANCHORS, lm, cache=False, progress=False)
+    a = N.encode_examples(ANCHORS, lm.tokenizer)
+    zero = np.array([-token_nll(lm, [s], [n])[0].sum().item() for s, n in zip(a.ids, a.n_scored)])
+    for i in range(8):
+        one = N.one_shot_naive(lm, N.encode_examples(POOL.iloc[[i]], lm.tokenizer, bos=True).ids[0], a)
+        assert gs.golden[i] == pytest.approx(N.golden_score(one, zero))
+    assert list(gs.status[8:]) == ['empty_response', 'anchor', 'anchor']
+    assert gs.golden[8:].isna().all()
+
+def test_resume(tmp_path, monkeypatch):
+    lm, real, calls = tiny_lm(), N.one_shot, []
+    full = N.golden_scores(POOL, ANCHORS, lm, cache=False, progress=False)
+    def dies(*a):
+        if len(calls) == 3: raise KeyboardInterrupt
+        calls.append(1); return real(*a)
+    monkeypatch.setattr(N, 'one_shot', dies)
+    with pytest.raises(KeyboardInterrupt): N.golden_scores(POOL, ANCHORS, lm, cache=tmp_path, progress=False, save_s=0)
+    calls.clear(); monkeypatch.setattr(N, 'one_shot', lambda *a: calls.append(1) or real(*a))
+    again = N.golden_scores(POOL, ANCHORS, lm, cache=tmp_path, progress=False)
+    assert len(calls) == 5  # 8 scorable candidates, 3 saved before the kill
+    np.testing.assert_allclose(again.golden[:8].astype(float), full.golden[:8].astype(float))
+    calls.clear(); N.golden_scores(POOL, ANCHORS, lm, cache=tmp_path, progress=False)
+    assert calls == []
+
+def test_anchor_sets():
+    al = load('alpaca', limit=120)
+    r = N.random_anchors(al, 10, seed=1)
+    assert len(r) == 10 and list(r.id) == list(N.random_anchors(al, 10, seed=1).id)
+    emb = np.random.default_rng(0).normal(size=(len(al), 8))
+    k = N.kmeans_anchors(al, 5, emb=emb)
+    assert 0 < len(k) <= 5 and k.id.is_unique and set(k.id) <= set(al.id)
+    a, name = N.pick_anchors('alpaca-gpt4-kmeans100', al)
+    assert (len(a), name) == (100, 'alpaca-gpt4-kmeans100')
+    with pytest.raises(Exception): N.pick_anchors('no-such-anchor-set', al)
+
+def test_threshold_table_and_selection():
+    gs = N.golden_scores(POOL, ANCHORS, tiny_lm(), cache=False, progress=False)
+    tt = N.threshold_table({'x': gs})
+    assert list(tt.columns) == ['> 0.5', '> 0.6', '> 0.7', '> 0.8', '> 0.85', '> 0.9', 'scored']
+    assert tt.loc['x', 'scored'] == 8
+    assert len(N.select_above(POOL, gs, 0.5)) == tt.loc['x', '> 0.5']
+
+def test_job(tmp_path):
+    src = tmp_path/'pool.jsonl'
+    src.write_text(''.join(json.dumps({'instruction': f'Q{i}: ' + 'tell me ' * (i % 4), 'input': '', 'output': 'yes ' * (1 + 3 * i % 11)}) + '\n'
+                           for i in range(14)))
+    out = tmp_path/'out'
+    s = N.nuggets_job(src, 'random:4', tiny_lm(), threshold=0.5, out=out, cache=tmp_path/'cache', progress=False, authors=True)
+    assert (s['records'], s['n_anchors'], s['scored'], s['anchor_max_tokens'], s['anchor_bos']) == (14, 4, 10, 200, False)
+    assert {p.name for p in out.iterdir()} == {'anchors.json', 'golden_scores.png', 'scores.parquet', 'selected.jsonl', 'summary.json'}
+    assert len((out/'selected.jsonl').read_text().splitlines()) == s['selected']
+    again = N.nuggets_job(src, 'random:4', tiny_lm(), threshold=0.5, out=tmp_path/'out2', cache=tmp_path/'cache', progress=False, authors=True)
+    assert again['above'] == s['above']
+
+def test_smollm2_cached_prefix_equals_concatenation():
+    lm = load_lm('smollm2-135m', dtype='fp32')
+    al = load('alpaca', limit=3)
+    a = N.encode_examples(load('alpaca-gpt4-kmeans100').iloc[:6], lm.tokenizer, max_tokens=200)
+    cand = N.encode_examples(al, lm.tokenizer, bos=True).ids[0]
+    cached, naive = N.one_shot(lm, cand, a, batch_tokens=600), N.one_shot_naive(lm, cand, a)
+    np.testing.assert_allclose(cached, naive, atol=1e-3, rtol=1e-5)

@@ -1,0 +1,106 @@
+"Fast tests of the SCAR ranker and its data: tiny models, a few real records."
+import os
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+import json
+import numpy as np, pandas as pd, pytest, torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+from select_nb.models import model_path, tiny_lm
+from select_nb.scar_data import (origin_table, build_triples, triple_pairs, rewrite, judge, generate, mtld, ttr,
+                                 style_metrics, digit_ids)
+from select_nb.scar import (ScarConfig, ScarRanker, scar_loss, triple_scores, pairwise_accuracy, split_triples,
+                            train_ranker, save_ranker, load_ranker, select_mask, scar_rank_job)
+
+
+@pytest.fixture(scope='module')
+def tok(): return AutoTokenizer.from_pretrained(model_path('minilm-l6'))
+
+def _ranker(tok, seed=0):
+    torch.manual_seed(seed)
+    enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=512))
+    return ScarRanker(ScarConfig(encoder='tiny-bert'), enc, tok).eval()
+
+@pytest.fixture(scope='module')
+def tasks(): return origin_table(limit=10)
+
+
+def test_origin_table_human_is_target(tasks):
+    from select_nb.data import load
+    assert list(tasks.human) == [r.strip() for r in load('self-instruct', limit=10).response]
+    with pytest.raises(ValueError, match='target'): origin_table('alpaca-eval-gpt4', limit=2)
+
+
+def test_mtld_ttr_by_hand():
+    assert mtld("a a b b") == 2.0 and mtld("a b a b") == 4.0
+    assert np.isnan(mtld("")) and np.isnan(ttr(""))
+    assert ttr("the cat and the dog") == pytest.approx(0.8)
+    m = style_metrics(["a a b b", "a b a b"], ppl=[2., 4.])
+    assert m['mtld_mean'] == 3.0 and m['mtld_std'] == 1.0 and m['ppl_mean'] == 3.0
+
+
+def test_generate_and_judge_batched_equals_single(tasks, tmp_path):
+    lm = tiny_lm()
+    prompts = ["Add 2 and 3.", "Name a colour of the sky on a clear day, please."]
+    assert generate(lm, prompts, 4) == [generate(lm, [p], 4)[0] for p in prompts]
+    rows = tasks.iloc[:3].assign(response=tasks.direct[:3])
+    q = judge(rows, lm, batch_size=3, cache=False, progress=False)
+    q1 = np.concatenate([judge(rows.iloc[[i]], lm, cache=False, progress=False) for i in range(3)])
+    np.testing.assert_allclose(q, q1, atol=1e-3)
+    assert len(digit_ids(lm.tokenizer)) == 10
+    r = rewrite(tasks.iloc[:2], lm, max_new_tokens=3, cache=tmp_path, progress=False)
+    assert rewrite(tasks.iloc[:2], lm, max_new_tokens=3, cache=tmp_path, progress=False) == r  # from the cache
+    assert len(next(tmp_path.glob('*.jsonl')).read_text().splitlines()) == 2
+
+
+def test_quality_floor_drops_pairs(tasks):
+    tr = build_triples(tasks, n_referenced=0, quality=lambda rows: (rows.response.str.len() > 40) * 9.0, floor=5)
+    assert (tr.human.isna() == (tasks.human.str.len() <= 40)).all()
+    assert len(triple_pairs(tr)) == int((tr.human.notna() & tr.direct.notna()).sum())
+
+
+def test_loss_by_hand():
+    v = lambda x: torch.tensor([[x, 0.]])
+    out = {'direct': (torch.tensor([1.]), v(1.), v(0.)), 'referenced': (torch.tensor([.8]), v(0.), v(1.)),
+           'human': (torch.tensor([0.]), v(3.), v(2.))}
+    present = {k: torch.tensor([True]) for k in out}
+    assert scar_loss(out, present).item() == pytest.approx(0.4, abs=1e-4)
+
+
+def test_ranker_padding_invariant_and_roundtrip(tok, tasks, tmp_path):
+    rk = _ranker(tok)
+    tr = build_triples(tasks, n_referenced=0, quality=None)
+    a = triple_scores(rk, tr, batch_size=3).values
+    b = triple_scores(rk, tr, batch_size=10).values
+    np.testing.assert_allclose(a, b, atol=1e-5)  # NaN where absent, in both
+    save_ranker(rk, tmp_path/'r')
+    np.testing.assert_allclose(triple_scores(load_ranker(tmp_path/'r', 'cpu'), tr).values, a, atol=1e-5)
+
+
+def test_training_learns_toy_order_and_keeps_best(tok, tasks):
+    tr = build_triples(tasks, n_referenced=0, quality=None)
+    toy = tr.assign(direct="Certainly! Here you go: " + tr.human + " Hope this helps!", referenced=tr.human + " Hope this helps!")
+    toy = pd.concat([toy] * 3, ignore_index=True)
+    sp = {'train': toy, 'val': toy.iloc[:10], 'test': toy.iloc[:10]}
+    rk, hist = train_ranker(sp, epochs=3, batch_size=10, lr=1e-3, ranker=_ranker(tok), progress=False)
+    assert hist.val_acc.max() > hist.val_acc[0]
+    assert pairwise_accuracy(triple_scores(rk, sp['val'])) == hist.val_acc.max()
+    s = split_triples(tr, seed=1)
+    assert [len(s[k]) for k in ('train', 'val', 'test')] == [8, 1, 1]
+
+
+def test_select_mask():
+    s = [0.1, 0.9, np.nan, 0.5]
+    assert select_mask(s, ratio=0.67).tolist() == [False, True, False, True]
+    assert select_mask(s, top_k=1).tolist() == [False, True, False, False]
+    assert select_mask(s, threshold=0.3).tolist() == [False, True, False, True]
+    with pytest.raises(ValueError): select_mask(s)
+
+
+def test_rank_job_writes_output_folder(tok, tmp_path):
+    rk = _ranker(tok)
+    summ = scar_rank_job('self-instruct-text-davinci-002', rk, top_k=5, limit=20, out=tmp_path, progress=False)
+    assert summ['n_selected'] == 5
+    sc = pd.read_parquet(tmp_path/'scores.parquet')
+    assert len(sc) == 20 and sc.selected.sum() == 5
+    assert json.loads((tmp_path/'summary.json').read_text())['style']['selected']['ttr_mean'] > 0
+    assert (tmp_path/'selected.jsonl').exists() and (tmp_path/'scores.png').exists()
