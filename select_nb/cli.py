@@ -77,7 +77,7 @@ def cmd_scar_rank(a):
 def cmd_nuggets(a):
     "Nuggets: golden scores from one-shot prompting against an anchor set."
     from select_nb.nuggets import nuggets_job
-    res = nuggets_job(a.data, a.anchors, a.model, a.threshold, a.out, a.limit, a.seed, a.authors, a.anchor_max_tokens,
+    res = nuggets_job(a.data, a.anchors, a.model, a.threshold, a.out, a.limit, a.candidates, a.seed, a.authors, a.anchor_max_tokens,
                       a.max_length, a.embed_model, a.dtype, a.device, a.batch_tokens, not a.no_cache, True, a.lenient)
     print(f"Nuggets with {a.anchors} anchors: outputs in {a.out}/"); _print_files(res)
 
@@ -142,6 +142,7 @@ def build_parser()->argparse.ArgumentParser:
     p = sub.add_parser('nuggets', help="Nuggets: one-shot golden scores against an anchor set"); _data_args(p, "output folder")
     p.add_argument('--anchors', default='kmeans:100', help="kmeans:N, random:N, or a file / dataset name (e.g. alpaca-gpt4-kmeans100)")
     p.add_argument('--model', default='smollm2-135m'); p.add_argument('--threshold', type=float, default=0.8, help="keep golden scores strictly above this")
+    p.add_argument('--candidates', type=int, help="score a seeded random sample of N records; anchors are drawn from the rest (default: score all)")
     p.add_argument('--seed', type=int, default=0); p.add_argument('--authors', action='store_true', help="the authors' anchors: 200 tokens, no BOS")
     p.add_argument('--anchor-max-tokens', type=int); p.add_argument('--max-length', type=int, default=1024)
     p.add_argument('--embed-model', default='minilm-l6', help="embedding model for KMeans anchors")

@@ -12,7 +12,7 @@ from transformers import DynamicCache
 from .core import *
 from .data import load, save_run
 from .models import LM, load_lm
-from .scoring import token_nll, make_batches, default_batch_tokens, _head_logits, _nll_of_logits, _pad
+from .scoring import token_nll, make_batches, default_batch_tokens, _scored_nll, _pad
 
 # %% auto #0
 __all__ = ['NUGGETS_VERSION', 'GOLDEN_COLUMNS', 'THRESHOLDS', 'nuggets_prompt', 'encode_examples', 'zero_shot', 'prefix_kv',
@@ -111,7 +111,7 @@ def prefixed_logp(lm:LM, # the model
                                  past_key_values=_expanded_cache(lm, prefix, B), use_cache=True).last_hidden_state
     rows = torch.cat([torch.full((n,), i) for i, n in enumerate(n_scored)]).to(lm.device)
     cols = torch.cat([torch.arange(len(s) - n - 1, len(s) - 1) for s, n in zip(seqs, n_scored)]).to(lm.device)
-    nll = _nll_of_logits(_head_logits(lm.model, hidden[rows, cols]), ids[rows, cols + 1])
+    nll = _scored_nll(lm, hidden[rows, cols], ids[rows, cols + 1])
     return [-t.double().sum().item() for t in nll.split(list(n_scored))]
 
 # %% ../nbs/08_nuggets.ipynb #33befdc4
@@ -325,6 +325,7 @@ def nuggets_job(data, # path or dataset name (see `select_nb.data.load`)
                 threshold:float=0.8, # select golden scores strictly above this
                 out:str|Path='nuggets-out', # output folder
                 limit:int|None=None, # use the first `limit` records
+                candidates:int|None=None, # score a seeded random sample of this many records (anchors come from the rest); default: all
                 seed:int=0, # seed for random / KMeans anchors
                 authors:bool=False, # the authors' anchor settings: 200 tokens, no BOS
                 anchor_max_tokens:int|None=None, # cut anchors at this many tokens
@@ -335,18 +336,20 @@ def nuggets_job(data, # path or dataset name (see `select_nb.data.load`)
                )->dict:
     "Run Nuggets on `data` and write the output folder; return the summary."
     t0, table = time.time(), load(data, fields=fields, lenient=lenient, limit=limit)
-    anchor_table, name = pick_anchors(anchors, table, seed, embed_model)
+    cand = table.sample(n=min(candidates, len(table)), random_state=seed).sort_index() if candidates else table
+    anchor_table, name = pick_anchors(anchors, table.drop(cand.index) if candidates else table, seed, embed_model)
     amax, abos = (anchor_max_tokens or 200, False) if authors else (anchor_max_tokens, True)
     t1 = time.time()
-    scores = golden_scores(table, anchor_table, model, amax, abos, max_length, dtype, device, batch_tokens, cache, progress)
-    selected = select_above(table, scores, threshold)
+    scores = golden_scores(cand, anchor_table, model, amax, abos, max_length, dtype, device, batch_tokens, cache, progress)
+    selected = select_above(cand, scores, threshold)
     n = int(scores.golden.notna().sum())
-    summary = {'method': 'nuggets', 'data': str(data), 'records': len(table), 'anchors': name, 'anchor_hash': scores.anchors.iloc[0],
+    summary = {'method': 'nuggets', 'data': str(data), 'records': len(table), 'candidates': len(cand), 'anchors': name, 'anchor_hash': scores.anchors.iloc[0],
                'n_anchors': int(scores.n_anchors.dropna().max()) if n else 0, 'scored': n, 'threshold': threshold, 'selected': len(selected),
                'above': threshold_table({name: scores}).iloc[0].drop('scored').to_dict(), 'status': scores.status.value_counts().to_dict(),
                'model': str(scores.model.iloc[0]), 'anchor_max_tokens': amax, 'anchor_bos': abos, 'max_length': max_length,
                'seconds_anchors': round(t1 - t0, 1), 'seconds_scoring': round(time.time() - t1, 1)}
-    save_run(out, table, scores, selected, summary, {'golden_scores': golden_figure({name: scores})})
-    from select_nb.data import write_records
+    save_run(out, cand, scores, selected, summary, {'golden_scores': golden_figure({name: scores})})
+    from select_nb.data import write_records, selection_path
     write_records(anchor_table, Path(out)/'anchors.json')
+    for t in THRESHOLDS: write_records(select_above(cand, scores, t), selection_path(cand, Path(out)/'by_threshold', f"selected_above_{t:g}"))
     return summary

@@ -152,7 +152,8 @@ def train_ranker(splits:dict, # from `split_triples`
                  config:ScarConfig|None=None, # the ranker's settings
                  epochs:int=3, # passes over the training triples
                  batch_size:int=8, # tasks per step
-                 lr:float=2e-5, # AdamW learning rate
+                 lr:float=2e-5, # AdamW learning rate of the encoder (the authors')
+                 head_lr:float|None=1e-3, # learning rate of the two freshly initialised MLPs (None: `lr`, as the authors)
                  warmup:float=0.1, # share of steps for linear warm-up
                  seed:int=0, # initialisation and shuffling seed
                  device=None, # default: CUDA when present
@@ -163,7 +164,8 @@ def train_ranker(splits:dict, # from `split_triples`
     torch.manual_seed(seed)
     rk = (ranker or ScarRanker(config)).to(pick_device(device))
     train, n_steps = splits['train'], epochs * math.ceil(len(splits['train']) / batch_size)
-    opt = torch.optim.AdamW(rk.parameters(), lr=lr)
+    heads = [p for n, p in rk.named_parameters() if not n.startswith('encoder.')]
+    opt = torch.optim.AdamW([{'params': rk.encoder.parameters(), 'lr': lr}, {'params': heads, 'lr': head_lr or lr}])
     sched = get_linear_schedule_with_warmup(opt, int(warmup * n_steps), n_steps)
     hist = [{'epoch': 0, 'loss': np.nan, 'val_acc': pairwise_accuracy(triple_scores(rk, splits['val']))}]
     best, rng = (hist[0]['val_acc'], copy.deepcopy(rk.state_dict())), np.random.default_rng(seed)

@@ -85,6 +85,12 @@ def _nll_of_logits(logits, targets):
     logits = logits.float()
     return torch.logsumexp(logits, -1) - logits.gather(1, targets[:, None])[:, 0]
 
+def _scored_nll(lm, hidden, targets):
+    "NLL of each target given the hidden state before it: the LM head and log-softmax in chunks of about 8M logits."
+    chunk = max(1, 2**23 // lm.model.config.get_text_config().vocab_size)
+    return torch.cat([_nll_of_logits(_head_logits(lm.model, hidden[j:j+chunk]), targets[j:j+chunk])
+                      for j in range(0, len(targets), chunk)])
+
 # %% ../nbs/03_scoring.ipynb #92ca3c87
 def _pad(seqs, device):
     "Right-padded ids and attention mask for a list of id lists."
@@ -104,9 +110,7 @@ def token_nll(lm:LM, # the model
     rows = torch.cat([torch.full((n,), i) for i, n in enumerate(n_scored)]).to(lm.device)
     cols = torch.cat([torch.arange(len(s) - n - 1, len(s) - 1) for s, n in zip(seqs, n_scored)]).to(lm.device)
     hidden = lm.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state[rows, cols]
-    targets, chunk = ids[rows, cols + 1], max(1, 2**24 // lm.model.config.get_text_config().vocab_size)
-    nll = torch.cat([_nll_of_logits(_head_logits(lm.model, hidden[j:j+chunk]), targets[j:j+chunk])
-                     for j in range(0, len(targets), chunk)])
+    nll = _scored_nll(lm, hidden, ids[rows, cols + 1])
     return list(nll.split(list(n_scored)))
 
 # %% ../nbs/03_scoring.ipynb #e7e2b570

@@ -100,7 +100,8 @@ def test_job(tmp_path):
     out = tmp_path/'out'
     s = N.nuggets_job(src, 'random:4', tiny_lm(), threshold=0.5, out=out, cache=tmp_path/'cache', progress=False, authors=True)
     assert (s['records'], s['n_anchors'], s['scored'], s['anchor_max_tokens'], s['anchor_bos']) == (14, 4, 10, 200, False)
-    assert {p.name for p in out.iterdir()} == {'anchors.json', 'golden_scores.png', 'scores.parquet', 'selected.jsonl', 'summary.json'}
+    assert {p.name for p in out.iterdir()} == {'anchors.json', 'by_threshold', 'golden_scores.png', 'scores.parquet', 'selected.jsonl', 'summary.json'}
+    assert len((out/'by_threshold'/'selected_above_0.5.jsonl').read_text().splitlines()) == s['above']['> 0.5']
     assert len((out/'selected.jsonl').read_text().splitlines()) == s['selected']
     again = N.nuggets_job(src, 'random:4', tiny_lm(), threshold=0.5, out=tmp_path/'out2', cache=tmp_path/'cache', progress=False, authors=True)
     assert again['above'] == s['above']
@@ -112,3 +113,17 @@ def test_smollm2_cached_prefix_equals_concatenation():
     cand = N.encode_examples(al, lm.tokenizer, bos=True).ids[0]
     cached, naive = N.one_shot(lm, cand, a, batch_tokens=600), N.one_shot_naive(lm, cand, a)
     np.testing.assert_allclose(cached, naive, atol=1e-3, rtol=1e-5)
+
+def test_job_candidate_sample(tmp_path):
+    "`candidates=N` scores the same seeded sample whatever the anchors, and anchors never come from it."
+    src = tmp_path/'pool.jsonl'
+    src.write_text(''.join(json.dumps({'instruction': f'Q{i}: ' + 'tell me ' * (i % 4), 'input': '', 'output': 'yes ' * (1 + 3 * i % 11)}) + '\n'
+                           for i in range(20)))
+    runs = {spec: N.nuggets_job(src, spec, tiny_lm(), out=tmp_path/spec.replace(':', '_'), candidates=6, cache=False, progress=False)
+            for spec in ('random:4', 'random:9')}
+    ids = {spec: set(pd.read_parquet(tmp_path/spec.replace(':', '_')/'scores.parquet').id) for spec in runs}
+    assert ids['random:4'] == ids['random:9'] and len(ids['random:4']) == 6
+    for spec in runs:
+        anchors = N.load(tmp_path/spec.replace(':', '_')/'anchors.json')
+        assert not set(anchors.id) & ids[spec]
+        assert (runs[spec]['records'], runs[spec]['candidates'], runs[spec]['scored']) == (20, 6, 6)
