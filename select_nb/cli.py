@@ -65,7 +65,8 @@ def cmd_scar_train(a):
     "Train a SCAR style ranker on the documented default sources."
     from select_nb.scar import scar_train_job
     res = scar_train_job(a.out, a.direct, a.heldout, a.n_referenced, a.rewriter, None if a.quality == 'none' else a.quality, a.floor,
-                         a.epochs, a.batch_size, a.lr, a.encoder, a.max_length, a.limit, a.seed, device=a.device)
+                         a.epochs, a.batch_size, a.lr, a.head_lr, not a.finetune_encoder, a.encoder, a.pooling,
+                         None if a.ppl_model == 'none' else a.ppl_model, a.max_length, a.authors, a.limit, a.seed, device=a.device)
     print(f"SCAR ranker in {a.out}/ranker: validation pairwise accuracy {res['val_acc']:.3f}, test {res['test_acc']:.3f}")
 
 def cmd_scar_rank(a):
@@ -154,10 +155,14 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--out', default='scar_ranker', help="output folder (the ranker goes to OUT/ranker)")
     p.add_argument('--direct', default='self-instruct-text-davinci-003'); p.add_argument('--heldout', nargs='*', default=['self-instruct-text-davinci-002', 'self-instruct-text-davinci-001'])
     p.add_argument('--n-referenced', type=int, default=16, help="human answers rewritten locally as 'referenced'")
-    p.add_argument('--rewriter', default='smollm2-135m'); p.add_argument('--quality', default='judge', help="'judge', a judge model name, or 'none'")
+    p.add_argument('--rewriter', default='qwen2.5-coder-0.5b'); p.add_argument('--quality', default='judge', help="'judge', a judge model name, or 'none'")
     p.add_argument('--floor', type=float, default=2.0, help="quality floor (0-9 judge scale)")
-    p.add_argument('--epochs', type=int, default=3); p.add_argument('--batch-size', type=int, default=8); p.add_argument('--lr', type=float, default=2e-5)
-    p.add_argument('--encoder', default='minilm-l6'); p.add_argument('--max-length', type=int, default=128)
+    p.add_argument('--epochs', type=int, default=10); p.add_argument('--batch-size', type=int, default=8); p.add_argument('--lr', type=float, default=2e-5)
+    p.add_argument('--head-lr', type=float, default=1e-3, help="learning rate of the MLPs"); p.add_argument('--finetune-encoder', action='store_true')
+    p.add_argument('--encoder', default='minilm-l6'); p.add_argument('--pooling', default='mean', choices=['pooler', 'cls', 'mean'])
+    p.add_argument('--ppl-model', default='smollm2-135m', help="perplexity features for the scorer ('none': the authors' ranker)")
+    p.add_argument('--authors', action='store_true', help="the authors' ranker and optimiser (pooled output, no perplexity features, fine-tuned encoder)")
+    p.add_argument('--max-length', type=int, default=128)
     p.add_argument('--limit', type=int); p.add_argument('--seed', type=int, default=0); p.add_argument('--device')
     p.set_defaults(func=cmd_scar_train)
     p = scar.add_parser('rank', help="score records with a trained ranker and select"); _data_args(p, "output folder")

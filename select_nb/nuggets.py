@@ -168,14 +168,14 @@ def random_anchors(table:pd.DataFrame, # the pool (rows of `load`)
 def kmeans_anchors(table:pd.DataFrame, # the pool (rows of `load`)
                    n:int=100, # clusters
                    seed:int=0, # KMeans `random_state`
-                   model:str='minilm-l6', # sentence-embedding model (see `select_nb.embed`)
+                   model:str='minilm-l6', # 'minilm-l6' (sentence embeddings) or a causal LM (mean-pooled hidden states), see `select_nb.embed`
                    emb=None, # precomputed embeddings of `table`'s rows (array [N, d])
                   )->pd.DataFrame:
     "The records nearest to the centroids of a KMeans clustering of the records' embeddings."
     from sklearn.cluster import KMeans
-    from select_nb.embed import record_texts, embed_sentences
+    from select_nb.embed import embed
     good = table[[_status(e, r) is None for e, r in zip(table['error'], table.response)]]
-    x = np.asarray(emb if emb is not None else embed_sentences(record_texts(good), model=model, progress=False), dtype=np.float64)
+    x = np.asarray(emb if emb is not None else embed(good, model, progress=False), dtype=np.float64)  # cached on disk by record id
     km = KMeans(n_clusters=min(n, len(good)), random_state=seed, n_init=10).fit(x)
     d = ((km.cluster_centers_[:, None, :] - x[None]) ** 2).sum(-1)  # [centroids, records]
     return good.iloc[sorted(set(d.argmin(1).tolist()))]

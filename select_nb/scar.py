@@ -19,9 +19,9 @@ from .models import model_path
 from .scar_data import *
 
 # %% auto #0
-__all__ = ['PAIRS', 'ScarConfig', 'ScarRanker', 'scar_loss', 'run_triples', 'triple_scores', 'pairwise_accuracy', 'split_triples',
-           'train_ranker', 'save_ranker', 'load_ranker', 'score_records', 'select_mask', 'scar_train_job',
-           'scar_rank_job']
+__all__ = ['PAIRS', 'AUTHORS_TRAINING', 'ScarConfig', 'ScarRanker', 'scar_loss', 'ppl_features', 'add_ppl', 'run_triples',
+           'triple_scores', 'pairwise_accuracy', 'split_triples', 'train_ranker', 'save_ranker', 'load_ranker',
+           'score_records', 'select_mask', 'scar_train_job', 'scar_rank_job']
 
 # %% ../nbs/09_scar.ipynb #db1da0e0
 @dataclass
@@ -31,6 +31,7 @@ class ScarConfig:
     hidden:int = 0 # width d of the two MLPs (0: the encoder's hidden size)
     max_length:int = 256 # tokens per instruction / response
     pooling:str = 'pooler' # 'pooler', 'cls' or 'mean'
+    ppl_model:str|None = None # a causal LM whose log-perplexities of the response (given the instruction; alone) join the scorer's input; None: the authors' ranker
 
 # %% ../nbs/09_scar.ipynb #bed869a5
 class ScarRanker(nn.Module):
@@ -43,7 +44,7 @@ class ScarRanker(nn.Module):
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
         h = self.encoder.config.hidden_size; d = config.hidden or h
         self.surprisal = nn.Sequential(nn.Linear(2 * h, d), nn.ReLU(), nn.Linear(d, h))
-        self.scorer = nn.Sequential(nn.Linear(2 * h, d), nn.ReLU(), nn.Linear(d, 1))
+        self.scorer = nn.Sequential(nn.Linear(2 * h + (2 if config.ppl_model else 0), d), nn.ReLU(), nn.Linear(d, 1))
 
     @property
     def device(self): return next(self.parameters()).device
@@ -60,12 +61,28 @@ def _pool(out, mask, pooling):
 
 # %% ../nbs/09_scar.ipynb #cec00185
 @patch
-def embed(self:ScarRanker, texts:list):
-    "Pooled vectors and (masked) token states of `texts`."
+def _encode(self:ScarRanker, texts:list):
+    "Pooled vectors, token states and attention mask of `texts`, from one encoder pass."
     enc = self.tokenizer(list(texts), return_tensors='pt', padding=True, truncation=True,
                          max_length=self.config.max_length).to(self.device)
     out = self.encoder(**enc)
     return _pool(out, enc['attention_mask'], self.config.pooling), out.last_hidden_state, enc['attention_mask']
+
+@patch
+def embed(self:ScarRanker, texts:list):
+    "Pooled vectors and (masked) token states of `texts`; with `self.memo` a dict (frozen encoder), each text is encoded once."
+    memo = getattr(self, 'memo', None)
+    if memo is None: return self._encode(texts)
+    todo = list(dict.fromkeys(t for t in texts if t not in memo))
+    for i in range(0, len(todo), 64):
+        with torch.no_grad():
+            was = self.encoder.training; self.encoder.eval()
+            p, s, m = self._encode(todo[i:i + 64]); self.encoder.train(was)
+        for t, pi, si, mi in zip(todo[i:i + 64], p, s, m): memo[t] = (pi, si[mi.bool()])
+    states = [memo[t][1] for t in texts]
+    mask = torch.zeros(len(texts), max(len(x) for x in states), dtype=torch.long, device=self.device)
+    for j, x in enumerate(states): mask[j, :len(x)] = 1
+    return torch.stack([memo[t][0] for t in texts]), nn.utils.rnn.pad_sequence(states, batch_first=True), mask
 
 # %% ../nbs/09_scar.ipynb #8c4d2320
 @patch
@@ -73,6 +90,7 @@ def forward(self:ScarRanker,
             instructions:list, # instruction texts (input appended)
             responses:list, # response texts, one per instruction
             instr_index=None, # for each response, the position of its instruction (default: one each)
+            ppl=None, # `[n, 2]` log-perplexity features of the responses (when `config.ppl_model` is set)
            ):
     "Scores, surprisal vectors and form vectors of the responses."
     iv, _, _ = self.embed(instructions)
@@ -80,7 +98,11 @@ def forward(self:ScarRanker,
     if instr_index is not None: iv = iv[torch.as_tensor(instr_index, device=iv.device)]
     surprisal = self.surprisal(torch.cat([iv, rv], -1))
     form = states.masked_fill(~mask.bool().unsqueeze(-1), float('-inf')).max(1).values
-    return self.scorer(torch.cat([surprisal, form], -1)).squeeze(-1), surprisal, form
+    feats = [surprisal, form]
+    if self.config.ppl_model:
+        if ppl is None: raise ValueError(f"this ranker reads perplexity features ({self.config.ppl_model}): pass `ppl` (see `ppl_features`)")
+        feats.append(torch.as_tensor(ppl, dtype=form.dtype, device=form.device))
+    return self.scorer(torch.cat(feats, -1)).squeeze(-1), surprisal, form
 
 # %% ../nbs/09_scar.ipynb #d2941990
 PAIRS = (('direct', 'referenced'), ('referenced', 'human'), ('direct', 'human'))
@@ -103,6 +125,31 @@ def scar_loss(out:dict, # origin -> (score, surprisal, form) with NaN-free rows 
 # %% ../nbs/09_scar.ipynb #3dbb7892
 def _instruction_text(instruction, input): return f"{instruction}\n{input}" if input else instruction
 
+def ppl_features(rows:pd.DataFrame, # rows with instruction, input, response
+                 model:str='smollm2-135m', # the causal LM (scored by `select_nb.scoring.score`, cached)
+                 progress:bool=False, # show the scoring progress bar
+                )->np.ndarray:
+    "`[n, 2]`: log PPL(response | instruction) and log PPL(response) of each row (0 where not scorable)."
+    from select_nb.scoring import score
+    t = pd.DataFrame({'instruction': rows.instruction.values, 'input': rows.input.values, 'response': rows.response.values, 'error': None})
+    t['id'] = [record_id(i, x, r) for i, x, r in zip(t.instruction, t.input, t.response)]
+    s = score(t.drop_duplicates('id'), model, progress=progress).set_index('id')
+    return np.nan_to_num(np.log(s.loc[t.id, ['ppl_cond', 'ppl_uncond']].values.astype(float)), nan=0.0)
+
+def add_ppl(triples:pd.DataFrame, # triples (instruction, input, human, referenced, direct)
+            model:str='smollm2-135m', # the causal LM
+            progress:bool=False, # show the scoring progress bars
+           )->pd.DataFrame:
+    "`triples` with `lpc_<origin>` / `lpu_<origin>` columns: the log-perplexities of each present response."
+    t = triples.copy()
+    for o in ORIGINS:
+        t[f'lpc_{o}'], t[f'lpu_{o}'] = 0.0, 0.0
+        live = t[o].notna()
+        if live.any():
+            f = ppl_features(t[live].assign(response=t[o][live]), model, progress)
+            t.loc[live, f'lpc_{o}'], t.loc[live, f'lpu_{o}'] = f[:, 0], f[:, 1]
+    return t
+
 def run_triples(ranker:ScarRanker, # the ranker
                 rows:pd.DataFrame, # triples (instruction, input, human, referenced, direct)
                )->dict:
@@ -110,7 +157,8 @@ def run_triples(ranker:ScarRanker, # the ranker
     ins = [_instruction_text(i, x) for i, x in zip(rows.instruction, rows.input)]
     present = {o: torch.tensor(rows[o].notna().values, device=ranker.device) for o in ORIGINS}
     idx = [(o, j) for o in ORIGINS for j in range(len(rows)) if present[o][j]]
-    s, sv, fv = ranker(ins, [rows[o].iloc[j] for o, j in idx], [j for _, j in idx])
+    ppl = [[rows[f'lpc_{o}'].iloc[j], rows[f'lpu_{o}'].iloc[j]] for o, j in idx] if ranker.config.ppl_model else None
+    s, sv, fv = ranker(ins, [rows[o].iloc[j] for o, j in idx], [j for _, j in idx], ppl)
     out = {}
     for o in ORIGINS:
         pos = torch.tensor([k for k, (oo, _) in enumerate(idx) if oo == o], dtype=torch.long, device=s.device)
@@ -119,13 +167,18 @@ def run_triples(ranker:ScarRanker, # the ranker
     return out, present
 
 # %% ../nbs/09_scar.ipynb #c5204aaa
+def _with_ppl(ranker, rows):
+    "`rows` with the perplexity features the ranker reads (computed once, when missing)."
+    if not ranker.config.ppl_model or 'lpc_human' in rows: return rows
+    return add_ppl(rows, ranker.config.ppl_model)
+
 @torch.no_grad()
 def triple_scores(ranker:ScarRanker, # the ranker
                   triples:pd.DataFrame, # triples
                   batch_size:int=16, # tasks per batch
                  )->pd.DataFrame:
     "Score of each present response of each triple (NaN where absent), one column per origin."
-    ranker.eval(); parts = []
+    ranker.eval(); parts = []; triples = _with_ppl(ranker, triples)
     for i in range(0, len(triples), batch_size):
         out, present = run_triples(ranker, triples.iloc[i:i + batch_size])
         parts.append(pd.DataFrame({o: torch.where(present[o], out[o][0], torch.nan).float().cpu().numpy() for o in ORIGINS}))
@@ -154,6 +207,8 @@ def train_ranker(splits:dict, # from `split_triples`
                  batch_size:int=8, # tasks per step
                  lr:float=2e-5, # AdamW learning rate of the encoder (the authors')
                  head_lr:float|None=1e-3, # learning rate of the two freshly initialised MLPs (None: `lr`, as the authors)
+                 freeze_encoder:bool=False, # train the two MLPs only (the encoder's weights stay as loaded)
+                 weight_decay:float=0.01, # AdamW weight decay
                  warmup:float=0.1, # share of steps for linear warm-up
                  seed:int=0, # initialisation and shuffling seed
                  device=None, # default: CUDA when present
@@ -163,17 +218,21 @@ def train_ranker(splits:dict, # from `split_triples`
     "Train a ranker; return it (best validation epoch) and a per-epoch history table."
     torch.manual_seed(seed)
     rk = (ranker or ScarRanker(config)).to(pick_device(device))
+    splits = {k: _with_ppl(rk, v) for k, v in splits.items()}
     train, n_steps = splits['train'], epochs * math.ceil(len(splits['train']) / batch_size)
     heads = [p for n, p in rk.named_parameters() if not n.startswith('encoder.')]
-    opt = torch.optim.AdamW([{'params': rk.encoder.parameters(), 'lr': lr}, {'params': heads, 'lr': head_lr or lr}])
+    rk.encoder.requires_grad_(not freeze_encoder)
+    groups = [{'params': heads, 'lr': head_lr or lr}] + ([] if freeze_encoder else [{'params': list(rk.encoder.parameters()), 'lr': lr}])
+    opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(warmup * n_steps), n_steps)
+    rk.memo = {} if freeze_encoder else None  # a frozen encoder reads each text once
     hist = [{'epoch': 0, 'loss': np.nan, 'val_acc': pairwise_accuracy(triple_scores(rk, splits['val']))}]
     best, rng = (hist[0]['val_acc'], copy.deepcopy(rk.state_dict())), np.random.default_rng(seed)
     for ep in range(1, epochs + 1):
         losses = _train_epoch(rk, train.iloc[rng.permutation(len(train))], batch_size, opt, sched, progress, ep)
         hist.append({'epoch': ep, 'loss': float(np.mean(losses)), 'val_acc': pairwise_accuracy(triple_scores(rk, splits['val']))})
         if hist[-1]['val_acc'] > best[0] or np.isnan(best[0]): best = (hist[-1]['val_acc'], copy.deepcopy(rk.state_dict()))
-    rk.load_state_dict(best[1]); rk.eval()
+    rk.load_state_dict(best[1]); rk.eval(); rk.memo = None
     return rk, pd.DataFrame(hist)
 
 # %% ../nbs/09_scar.ipynb #cf58a955
@@ -220,10 +279,11 @@ def score_records(ranker:ScarRanker, # a trained ranker
     ranker.eval()
     ins = [_instruction_text(i, x) for i, x in zip(table.instruction, table.input)]
     order = np.argsort([-len(r) for r in table.response], kind='stable')
+    ppl = ppl_features(table, ranker.config.ppl_model, progress) if ranker.config.ppl_model else None
     s, sv, fv = np.zeros(len(table), np.float32), [None] * len(table), [None] * len(table)
     for i in tqdm(range(0, len(order), batch_size), desc='SCAR scores', disable=not progress):
         b = order[i:i + batch_size]
-        bs, bsv, bfv = ranker([ins[j] for j in b], [table.response.iloc[j] for j in b])
+        bs, bsv, bfv = ranker([ins[j] for j in b], [table.response.iloc[j] for j in b], ppl=None if ppl is None else ppl[b])
         s[b] = bs.float().cpu().numpy()
         for k, j in enumerate(b): sv[j], fv[j] = bsv[k].float().cpu().numpy(), bfv[k].float().cpu().numpy()
     return (s, np.stack(sv), np.stack(fv)) if keep_vectors and len(table) else s
@@ -260,30 +320,41 @@ def _history_figure(hist):
     plt.close(fig); return fig
 
 # %% ../nbs/09_scar.ipynb #538ee442
+AUTHORS_TRAINING = dict(head_lr=None, freeze_encoder=False, pooling='pooler', ppl_model=None)
+
 def scar_train_job(out:str|Path='scar_ranker', # output folder
                    direct:str=SCAR_SOURCES['direct'], # self-instruct predictions set used as `direct`
                    heldout:list=tuple(SCAR_SOURCES['heldout_direct']), # direct sources only evaluated on
                    n_referenced:int=16, # tasks whose human answer gets a local rewrite
-                   rewriter:str='smollm2-135m', # the rewriting model
+                   rewriter:str=SCAR_SOURCES['rewriter'], # the rewriting model
                    quality='judge', # 'judge', a judge model name, a callable, or None
                    floor:float=2.0, # quality floor
-                   epochs:int=3, batch_size:int=8, lr:float=2e-5, # optimiser settings
-                   encoder:str='minilm-l6', max_length:int=128, # the ranker (tokens per text; the authors use 512)
+                   epochs:int=10, batch_size:int=8, lr:float=2e-5, # optimiser settings (lr: the encoder's)
+                   head_lr:float|None=1e-3, # learning rate of the MLPs (None: `lr`)
+                   freeze_encoder:bool=True, # train the MLPs only (each text encoded once: fast on CPU)
+                   encoder:str='minilm-l6', pooling:str='mean', # the encoder and its pooling (MiniLM was trained with mean pooling)
+                   ppl_model:str|None='smollm2-135m', # perplexity features for the scorer (None: the authors' ranker)
+                   max_length:int=128, # tokens per text (the authors use 512)
+                   authors:bool=False, # the authors' ranker and optimiser: pooled output, no perplexity features, fine-tuned encoder, one lr
                    limit:int|None=None, seed:int=0, data=None, device=None, progress:bool=True,
                   )->dict:
     "Build triples, train and evaluate a SCAR ranker, write it and its report to `out`."
+    if authors: head_lr, freeze_encoder, pooling, ppl_model = (AUTHORS_TRAINING[k] for k in ('head_lr', 'freeze_encoder', 'pooling', 'ppl_model'))
     t0, out = time.time(), Path(out)
     triples = build_triples(origin_table(direct, data, limit), n_referenced, rewriter, quality, floor, progress)
     splits = split_triples(triples, seed)
-    rk, hist = train_ranker(splits, ScarConfig(encoder, max_length=max_length), epochs, batch_size, lr, seed=seed, device=device, progress=progress)
+    config = ScarConfig(encoder, max_length=max_length, pooling=pooling, ppl_model=ppl_model)
+    rk, hist = train_ranker(splits, config, epochs, batch_size, lr, head_lr, freeze_encoder, seed=seed, device=device, progress=progress)
     save_ranker(rk, out/'ranker'); triples.to_parquet(out/'triples.parquet'); hist.to_csv(out/'history.csv', index=False)
+    pairs = triple_pairs(triples).groupby(['better', 'worse']).size()
     summary = {'method': 'scar', 'direct': direct, 'rewriter': rewriter, 'n_referenced': n_referenced, 'quality': str(quality), 'floor': floor,
-               'n_tasks': len(triples), 'pairs': triple_pairs(triples).groupby(['better', 'worse']).size().rename(lambda x: x).to_dict(),
-               'split': {k: len(v) for k, v in splits.items()}, 'epochs': epochs, 'best_epoch': int(hist.epoch[hist.val_acc.idxmax()]),
+               'n_tasks': len(triples), 'pairs': {f'{a}>{b}': int(n) for (a, b), n in pairs.items()},
+               'split': {k: len(v) for k, v in splits.items()}, 'config': asdict(config), 'epochs': epochs, 'lr': lr, 'head_lr': head_lr,
+               'freeze_encoder': freeze_encoder, 'best_epoch': int(hist.epoch[hist.val_acc.idxmax()]),
                'val_acc': float(hist.val_acc.max()), 'test_acc': pairwise_accuracy(triple_scores(rk, splits['test'])), 'heldout': {}}
-    summary['pairs'] = {f'{a}>{b}': int(n) for (a, b), n in summary['pairs'].items()}
+    unseen = pd.concat([splits['val'], splits['test']])
     for src in heldout:
-        for part, rows in (('test', splits['test']), ('all', triples)):
+        for part, rows in (('test', splits['test']), ('unseen', unseen), ('all', triples)):
             summary['heldout'][f'{src}:{part}'] = dict(zip(('acc', 'n_tasks'), _heldout_accuracy(rk, src, rows, data)))
     summary.update(ranker=str(out/'ranker'), seconds=round(time.time() - t0, 1), device=str(rk.device))
     (out/'summary.json').write_text(json.dumps(summary, indent=2, default=str))

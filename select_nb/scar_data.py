@@ -18,7 +18,8 @@ __all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'JUDGE_PROMPT', 'ORIGINS', 'origin_
            'ttr', 'mtld', 'style_metrics']
 
 # %% ../nbs/09a_scar_data.ipynb #bb189f30
-SCAR_SOURCES = {'human': 'self-instruct', 'direct': 'self-instruct-text-davinci-003', 'referenced': 'rewrite:smollm2-135m',
+SCAR_SOURCES = {'human': 'self-instruct', 'direct': 'self-instruct-text-davinci-003', 'referenced': 'rewrite:qwen2.5-coder-0.5b',
+                'rewriter': 'qwen2.5-coder-0.5b',
                 'heldout_direct': ['self-instruct-text-davinci-002', 'self-instruct-text-davinci-001']}
 
 # %% ../nbs/09a_scar_data.ipynb #b35a8c01
@@ -103,7 +104,7 @@ def _cache_path(kind, model, on):
 
 # %% ../nbs/09a_scar_data.ipynb #cb07d8aa
 def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
-            model:str|LM='smollm2-135m', # a packaged instruct model, hub id, path or `LM`
+            model:str|LM=SCAR_SOURCES['rewriter'], # a packaged instruct model, hub id, path or `LM`
             batch_size:int=8, # prompts per generation batch
             max_new_tokens:int=128, # length budget of a rewrite
             cache:bool|str|Path=True, # True: the user cache; a folder; False: none
@@ -175,7 +176,7 @@ ORIGINS = ('human', 'referenced', 'direct')
 
 def build_triples(tasks:pd.DataFrame, # `origin_table` rows
                   n_referenced:int=16, # rewrite the human answer of the first n tasks (0: none)
-                  rewriter='smollm2-135m', # the model that writes the referenced responses
+                  rewriter=SCAR_SOURCES['rewriter'], # the model that writes the referenced responses
                   quality='judge', # the quality scorer (see `quality_scores`)
                   floor:float=2.0, # responses scored below this are left out of every pair
                   progress:bool=True, # show progress bars

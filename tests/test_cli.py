@@ -36,3 +36,7 @@ def test_scar_subcommands_parse():
     a = build_parser().parse_args(['scar', 'rank', '--data', 'alpaca', '--ranker', 'r', '--ratio', '0.1', '--out', 'o'])
     assert a.func.__name__ == 'cmd_scar_rank' and a.ratio == 0.1
     assert build_parser().parse_args(['scar', 'train']).func.__name__ == 'cmd_scar_train'
+    a = build_parser().parse_args(['scar', 'train'])
+    assert (a.ppl_model, a.pooling, a.finetune_encoder, a.authors, a.rewriter) == ('smollm2-135m', 'mean', False, False, 'qwen2.5-coder-0.5b')
+    assert build_parser().parse_args(['scar', 'train', '--authors']).authors
+    assert build_parser().parse_args(['nuggets', '--data', 'alpaca', '--candidates', '12', '--out', 'o']).candidates == 12

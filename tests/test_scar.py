@@ -104,3 +104,28 @@ def test_rank_job_writes_output_folder(tok, tmp_path):
     assert len(sc) == 20 and sc.selected.sum() == 5
     assert json.loads((tmp_path/'summary.json').read_text())['style']['selected']['ttr_mean'] > 0
     assert (tmp_path/'selected.jsonl').exists() and (tmp_path/'scores.png').exists()
+
+
+def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
+    "A ranker with perplexity features needs them, reads the engine's numbers, trains frozen, and saves / loads."
+    from select_nb.scar import add_ppl, ppl_features
+    from select_nb.scoring import score
+    from select_nb.core import record_id
+    torch.manual_seed(0)
+    enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=512))
+    rk = ScarRanker(ScarConfig(encoder='tiny-bert', ppl_model='smollm2-135m', pooling='mean'), enc, tok).eval()
+    with pytest.raises(ValueError, match='perplexity'): rk(['Say hi.'], ['Hi.'])
+    tr = add_ppl(build_triples(tasks.iloc[:6], n_referenced=0, quality=None))
+    rows = tr.assign(response=tr.direct, error=None)
+    rows['id'] = [record_id(i, x, r) for i, x, r in zip(rows.instruction, rows.input, rows.response)]
+    ref = score(rows, 'smollm2-135m', progress=False)
+    np.testing.assert_allclose(tr.lpc_direct, np.log(ref.ppl_cond), rtol=1e-6)
+    np.testing.assert_allclose(ppl_features(rows)[:, 1], np.log(ref.ppl_uncond), rtol=1e-6)
+    before = {k: v.clone() for k, v in rk.encoder.state_dict().items()}
+    sp = {'train': tr, 'val': tr.iloc[:3], 'test': tr.iloc[3:]}
+    rk2, hist = train_ranker(sp, epochs=2, batch_size=3, freeze_encoder=True, ranker=rk, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in rk2.encoder.state_dict().items())  # the encoder is untouched
+    assert rk2.memo is None and len(hist) == 3
+    save_ranker(rk2, tmp_path/'r')
+    np.testing.assert_allclose(triple_scores(load_ranker(tmp_path/'r', 'cpu'), tr).values, triple_scores(rk2, tr).values, atol=1e-5)
