@@ -63,7 +63,7 @@ def cmd_kcenter(a):
 
 def cmd_scar_train(a):
     "Train a SCAR style ranker on the documented default sources."
-    from select_nb.scar import scar_train_job
+    from select_nb.scar_jobs import scar_train_job
     res = scar_train_job(a.out, a.direct, a.heldout, a.n_referenced, a.rewriter, None if a.quality == 'none' else a.quality, a.floor,
                          a.epochs, a.batch_size, a.lr, a.head_lr, not a.finetune_encoder, a.encoder, a.pooling,
                          None if a.ppl_model == 'none' else a.ppl_model, a.max_length, a.authors, a.limit, a.seed, device=a.device)
@@ -71,7 +71,7 @@ def cmd_scar_train(a):
 
 def cmd_scar_rank(a):
     "Rank records with a trained SCAR ranker and keep the best."
-    from select_nb.scar import scar_rank_job
+    from select_nb.scar_jobs import scar_rank_job
     res = scar_rank_job(a.data, a.ranker, a.ratio, a.top_k, a.threshold, a.out, a.limit, a.batch_size, a.ppl_model, a.device)
     print(f"SCAR kept {res['n_selected']} of {res['n_records']} records; outputs in {a.out}/")
 

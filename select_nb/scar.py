@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_scar.ipynb #06a6e8f3
 from __future__ import annotations
-import copy, json, math, time
+import copy, json, math
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -14,14 +14,13 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 from .core import *
-from .data import load, save_run
 from .models import model_path
 from .scar_data import *
 
 # %% auto #0
-__all__ = ['PAIRS', 'AUTHORS_TRAINING', 'ScarConfig', 'ScarRanker', 'scar_loss', 'ppl_features', 'add_ppl', 'run_triples',
-           'triple_scores', 'pairwise_accuracy', 'split_triples', 'train_ranker', 'save_ranker', 'load_ranker',
-           'score_records', 'select_mask', 'scar_train_job', 'scar_rank_job']
+__all__ = ['PAIRS', 'ScarConfig', 'ScarRanker', 'scar_loss', 'ppl_features', 'add_ppl', 'run_triples', 'triple_scores',
+           'pairwise_accuracy', 'split_triples', 'train_ranker', 'save_ranker', 'load_ranker', 'score_records',
+           'select_mask']
 
 # %% ../nbs/09_scar.ipynb #db1da0e0
 @dataclass
@@ -304,98 +303,3 @@ def select_mask(scores, # one score per record
         top = np.zeros(len(s), bool); top[np.argsort(-np.where(ok, s, -np.inf), kind='stable')[:n]] = True; keep &= top
     if threshold is not None: keep &= s >= threshold
     return keep
-
-# %% ../nbs/09_scar.ipynb #4472a07c
-def _heldout_accuracy(rk, source, rows, data):
-    "Pairwise accuracy of `source`'s responses (as direct) against the human answers of `rows`' tasks."
-    t = origin_table(source, data=data)
-    t = t[t.human.isin(set(rows.human.dropna())) & t.direct.str.len().gt(0)].assign(referenced=None)
-    return pairwise_accuracy(triple_scores(rk, t)), len(t)
-
-# %% ../nbs/09_scar.ipynb #7faa2947
-def _history_figure(hist):
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.plot(hist.epoch, hist.val_acc, marker='o'); ax.set(xlabel='epoch', ylabel='validation pairwise accuracy', ylim=(0, 1.02))
-    plt.close(fig); return fig
-
-# %% ../nbs/09_scar.ipynb #538ee442
-AUTHORS_TRAINING = dict(head_lr=None, freeze_encoder=False, pooling='pooler', ppl_model=None)
-
-def scar_train_job(out:str|Path='scar_ranker', # output folder
-                   direct:str=SCAR_SOURCES['direct'], # self-instruct predictions set used as `direct`
-                   heldout:list=tuple(SCAR_SOURCES['heldout_direct']), # direct sources only evaluated on
-                   n_referenced:int=16, # tasks whose human answer gets a local rewrite
-                   rewriter:str=SCAR_SOURCES['rewriter'], # the rewriting model
-                   quality='judge', # 'judge', a judge model name, a callable, or None
-                   floor:float=2.0, # quality floor
-                   epochs:int=10, batch_size:int=8, lr:float=2e-5, # optimiser settings (lr: the encoder's)
-                   head_lr:float|None=1e-3, # learning rate of the MLPs (None: `lr`)
-                   freeze_encoder:bool=True, # train the MLPs only (each text encoded once: fast on CPU)
-                   encoder:str='minilm-l6', pooling:str='mean', # the encoder and its pooling (MiniLM was trained with mean pooling)
-                   ppl_model:str|None='smollm2-135m', # perplexity features for the scorer (None: the authors' ranker)
-                   max_length:int=128, # tokens per text (the authors use 512)
-                   authors:bool=False, # the authors' ranker and optimiser: pooled output, no perplexity features, fine-tuned encoder, one lr
-                   limit:int|None=None, seed:int=0, data=None, device=None, progress:bool=True,
-                  )->dict:
-    "Build triples, train and evaluate a SCAR ranker, write it and its report to `out`."
-    if authors: head_lr, freeze_encoder, pooling, ppl_model = (AUTHORS_TRAINING[k] for k in ('head_lr', 'freeze_encoder', 'pooling', 'ppl_model'))
-    t0, out = time.time(), Path(out)
-    triples = build_triples(origin_table(direct, data, limit), n_referenced, rewriter, quality, floor, progress)
-    splits = split_triples(triples, seed)
-    config = ScarConfig(encoder, max_length=max_length, pooling=pooling, ppl_model=ppl_model)
-    rk, hist = train_ranker(splits, config, epochs, batch_size, lr, head_lr, freeze_encoder, seed=seed, device=device, progress=progress)
-    save_ranker(rk, out/'ranker'); triples.to_parquet(out/'triples.parquet'); hist.to_csv(out/'history.csv', index=False)
-    pairs = triple_pairs(triples).groupby(['better', 'worse']).size()
-    summary = {'method': 'scar', 'direct': direct, 'rewriter': rewriter, 'n_referenced': n_referenced, 'quality': str(quality), 'floor': floor,
-               'n_tasks': len(triples), 'pairs': {f'{a}>{b}': int(n) for (a, b), n in pairs.items()},
-               'split': {k: len(v) for k, v in splits.items()}, 'config': asdict(config), 'epochs': epochs, 'lr': lr, 'head_lr': head_lr,
-               'freeze_encoder': freeze_encoder, 'best_epoch': int(hist.epoch[hist.val_acc.idxmax()]),
-               'val_acc': float(hist.val_acc.max()), 'test_acc': pairwise_accuracy(triple_scores(rk, splits['test'])), 'heldout': {}}
-    unseen = pd.concat([splits['val'], splits['test']])
-    for src in heldout:
-        for part, rows in (('test', splits['test']), ('unseen', unseen), ('all', triples)):
-            summary['heldout'][f'{src}:{part}'] = dict(zip(('acc', 'n_tasks'), _heldout_accuracy(rk, src, rows, data)))
-    summary.update(ranker=str(out/'ranker'), seconds=round(time.time() - t0, 1), device=str(rk.device))
-    (out/'summary.json').write_text(json.dumps(summary, indent=2, default=str))
-    _history_figure(hist).savefig(out/'training.png', dpi=120, bbox_inches='tight')
-    return summary
-
-# %% ../nbs/09_scar.ipynb #f67164d5
-def _score_figure(s, keep):
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist([s[~keep], s[keep]], bins=40, stacked=True, label=['left out', 'selected']); ax.legend()
-    ax.set(xlabel='SCAR score', ylabel='records'); plt.close(fig); return fig
-
-# %% ../nbs/09_scar.ipynb #00c87be6
-def scar_rank_job(data, # a path, dataset name or table
-                  ranker, # a saved ranker folder (or a `ScarRanker`)
-                  ratio:float|None=None, top_k:int|None=None, threshold:float|None=None, # what to keep
-                  out:str|Path='scar_out', # output folder
-                  limit:int|None=None, # the first `limit` records only
-                  batch_size:int=32, # records per batch
-                  ppl_model:str|None=None, # a model for the perplexity style metric (None: skip it)
-                  device=None, progress:bool=True,
-                 )->dict:
-    "Score `data` with a SCAR ranker, select, and write the output folder; return the summary."
-    t0 = time.time()
-    table = load(data, limit=limit, lenient=True)
-    rk = ranker if isinstance(ranker, ScarRanker) else load_ranker(ranker, device)
-    live = table.error.isna().values & table.response.str.strip().astype(bool).values
-    s = np.full(len(table), np.nan, np.float32)
-    s[live] = score_records(rk, table[live], batch_size, progress)
-    keep = select_mask(s, ratio, top_k, threshold)
-    scores = pd.DataFrame({'id': table.id, 'scar_score': s, 'selected': keep, 'status': np.where(live, 'ok', 'skipped')})
-    ppl = None
-    if ppl_model:
-        from select_nb.scoring import score
-        ppl = score(table, ppl_model, progress=progress).ppl_cond.values
-        scores['ppl'] = ppl
-    style = {'all': style_metrics(list(table.response[live]), None if ppl is None else ppl[live]),
-             'selected': style_metrics(list(table.response[keep]), None if ppl is None else ppl[keep])}
-    summary = {'method': 'scar', 'data': str(data), 'ranker': str(ranker) if not isinstance(ranker, ScarRanker) else 'in memory',
-               'n_records': len(table), 'n_scored': int(live.sum()), 'n_selected': int(keep.sum()), 'ratio': ratio, 'top_k': top_k,
-               'threshold': threshold, 'style': style, 'seconds': round(time.time() - t0, 1)}
-    save_run(out, table, scores, table[keep], summary, {'scores': _score_figure(s[live], keep[live])})
-    return summary

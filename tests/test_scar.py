@@ -8,7 +8,8 @@ from select_nb.models import model_path, tiny_lm
 from select_nb.scar_data import (origin_table, build_triples, triple_pairs, rewrite, judge, generate, mtld, ttr,
                                  style_metrics, digit_ids)
 from select_nb.scar import (ScarConfig, ScarRanker, scar_loss, triple_scores, pairwise_accuracy, split_triples,
-                            train_ranker, save_ranker, load_ranker, select_mask, scar_rank_job)
+                            train_ranker, save_ranker, load_ranker, select_mask)
+from select_nb.scar_jobs import scar_rank_job
 
 
 @pytest.fixture(scope='module')
