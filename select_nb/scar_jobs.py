@@ -17,11 +17,16 @@ from .scar import *
 __all__ = ['AUTHORS_TRAINING', 'scar_train_job', 'scar_rank_job']
 
 # %% ../nbs/09b_scar_jobs.ipynb #4472a07c
-def _heldout_accuracy(rk, source, rows, data):
-    "Pairwise accuracy of `source`'s responses (as direct) against the human answers of `rows`' tasks."
+def _heldout_accuracy(rk, source, parts, data):
+    "Pairwise accuracy of `source`'s responses (as direct) against the human answers, for each part's tasks (scored once)."
     t = origin_table(source, data=data)
-    t = t[t.human.isin(set(rows.human.dropna())) & t.direct.str.len().gt(0)].assign(referenced=None)
-    return pairwise_accuracy(triple_scores(rk, t)), len(t)
+    t = t[t.human.isin(set(pd.concat(parts.values()).human.dropna())) & t.direct.str.len().gt(0)].assign(referenced=None)
+    scores = triple_scores(rk, t.reset_index(drop=True))
+    out = {}
+    for name, rows in parts.items():
+        mine = t.human.isin(set(rows.human.dropna())).values
+        out[name] = {'acc': pairwise_accuracy(scores[mine]), 'n_tasks': int(mine.sum())}
+    return out
 
 # %% ../nbs/09b_scar_jobs.ipynb #7faa2947
 def _history_figure(hist):
@@ -53,6 +58,7 @@ def scar_train_job(out:str|Path='scar_ranker', # output folder
     if authors: head_lr, freeze_encoder, pooling, ppl_model = (AUTHORS_TRAINING[k] for k in ('head_lr', 'freeze_encoder', 'pooling', 'ppl_model'))
     t0, out = time.time(), Path(out)
     triples = build_triples(origin_table(direct, data, limit), n_referenced, rewriter, quality, floor, progress)
+    if ppl_model: triples = add_ppl(triples, ppl_model, progress)  # once, for training and every evaluation
     splits = split_triples(triples, seed)
     config = ScarConfig(encoder, max_length=max_length, pooling=pooling, ppl_model=ppl_model)
     rk, hist = train_ranker(splits, config, epochs, batch_size, lr, head_lr, freeze_encoder, seed=seed, device=device, progress=progress)
@@ -63,10 +69,9 @@ def scar_train_job(out:str|Path='scar_ranker', # output folder
                'split': {k: len(v) for k, v in splits.items()}, 'config': asdict(config), 'epochs': epochs, 'lr': lr, 'head_lr': head_lr,
                'freeze_encoder': freeze_encoder, 'best_epoch': int(hist.epoch[hist.val_acc.idxmax()]),
                'val_acc': float(hist.val_acc.max()), 'test_acc': pairwise_accuracy(triple_scores(rk, splits['test'])), 'heldout': {}}
-    unseen = pd.concat([splits['val'], splits['test']])
+    parts = {'test': splits['test'], 'unseen': pd.concat([splits['val'], splits['test']]), 'all': triples}
     for src in heldout:
-        for part, rows in (('test', splits['test']), ('unseen', unseen), ('all', triples)):
-            summary['heldout'][f'{src}:{part}'] = dict(zip(('acc', 'n_tasks'), _heldout_accuracy(rk, src, rows, data)))
+        summary['heldout'] |= {f'{src}:{part}': v for part, v in _heldout_accuracy(rk, src, parts, data).items()}
     summary.update(ranker=str(out/'ranker'), seconds=round(time.time() - t0, 1), device=str(rk.device))
     (out/'summary.json').write_text(json.dumps(summary, indent=2, default=str))
     _history_figure(hist).savefig(out/'training.png', dpi=120, bbox_inches='tight')

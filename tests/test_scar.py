@@ -130,3 +130,16 @@ def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
     assert rk2.memo is None and len(hist) == 3
     save_ranker(rk2, tmp_path/'r')
     np.testing.assert_allclose(triple_scores(load_ranker(tmp_path/'r', 'cpu'), tr).values, triple_scores(rk2, tr).values, atol=1e-5)
+
+
+def test_train_job_end_to_end(tmp_path):
+    "`scar train` on 20 real tasks (no rewrites, no judge, one epoch): the ranker folder, the summary and its held-out parts."
+    from select_nb.scar_jobs import scar_train_job
+    s = scar_train_job(tmp_path, n_referenced=0, quality=None, epochs=1, limit=20, progress=False)
+    assert (s['n_tasks'], s['split'], s['config']['ppl_model']) == (20, {'train': 16, 'val': 2, 'test': 2}, 'smollm2-135m')
+    assert set(s['heldout']) == {f'{src}:{p}' for src in ('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001')
+                                 for p in ('test', 'unseen', 'all')}
+    assert s['heldout']['self-instruct-text-davinci-002:unseen']['n_tasks'] <= 4 <= s['heldout']['self-instruct-text-davinci-002:all']['n_tasks']
+    assert all(0 <= v['acc'] <= 1 for v in s['heldout'].values() if v['n_tasks'])
+    assert {'ranker', 'triples.parquet', 'history.csv', 'summary.json', 'training.png'} <= {p.name for p in tmp_path.iterdir()}
+    assert load_ranker(tmp_path/'ranker', 'cpu').config.ppl_model == 'smollm2-135m'
