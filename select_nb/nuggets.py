@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 from .core import *
-from .data import load, save_run
+from .data import load, save_run, write_records, selection_path
 from .models import LM, load_lm
 from .scoring import token_nll, make_batches, default_batch_tokens, _scored_nll, _pad
 
@@ -349,7 +349,6 @@ def nuggets_job(data, # path or dataset name (see `select_nb.data.load`)
                'model': str(scores.model.iloc[0]), 'anchor_max_tokens': amax, 'anchor_bos': abos, 'max_length': max_length,
                'seconds_anchors': round(t1 - t0, 1), 'seconds_scoring': round(time.time() - t1, 1)}
     save_run(out, cand, scores, selected, summary, {'golden_scores': golden_figure({name: scores})})
-    from select_nb.data import write_records, selection_path
     write_records(anchor_table, Path(out)/'anchors.json')
     for t in THRESHOLDS: write_records(select_above(cand, scores, t), selection_path(cand, Path(out)/'by_threshold', f"selected_above_{t:g}"))
     return summary

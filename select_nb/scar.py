@@ -141,12 +141,12 @@ def add_ppl(triples:pd.DataFrame, # triples (instruction, input, human, referenc
            )->pd.DataFrame:
     "`triples` with `lpc_<origin>` / `lpu_<origin>` columns: the log-perplexities of each present response."
     t = triples.copy()
+    rows = pd.concat([t.assign(response=t[o], origin=o)[t[o].notna()] for o in ORIGINS])
+    f = ppl_features(rows, model, progress) if len(rows) else np.zeros((0, 2))  # one scoring call for every origin
     for o in ORIGINS:
+        mine = (rows.origin == o).values
         t[f'lpc_{o}'], t[f'lpu_{o}'] = 0.0, 0.0
-        live = t[o].notna()
-        if live.any():
-            f = ppl_features(t[live].assign(response=t[o][live]), model, progress)
-            t.loc[live, f'lpc_{o}'], t.loc[live, f'lpu_{o}'] = f[:, 0], f[:, 1]
+        t.loc[rows.index[mine], f'lpc_{o}'], t.loc[rows.index[mine], f'lpu_{o}'] = f[mine, 0], f[mine, 1]
     return t
 
 def run_triples(ranker:ScarRanker, # the ranker
