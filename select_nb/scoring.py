@@ -4,25 +4,19 @@
 
 # %% ../nbs/03_scoring.ipynb #0148894f
 from __future__ import annotations
-import math, os, re, time, uuid
-from dataclasses import dataclass, asdict
+import fcntl, hashlib, json, math, os, re, time, uuid
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import *
-from .models import LM, load_lm
+from .models import LM, load_lm, start_of, prepended_ids
+from .authors import AUTHORS, authors_plan, convention
+from .score_cache import PASS_COLUMNS, ScoreCache, score_cache, cached_rows
 
 # %% auto #0
-__all__ = ['PASS_COLUMNS', 'SCORE_COLUMNS', 'ENGINE_VERSION', 'bos_id', 'encode', 'sequences', 'make_batches', 'token_nll',
-           'nll_split_on_oom', 'pass_nll', 'combine', 'score_batch', 'ScoreCache', 'default_batch_tokens', 'score']
-
-# %% ../nbs/03_scoring.ipynb #d2dac624
-def bos_id(tokenizer)->int:
-    "The token that starts the unconditioned pass: BOS, else EOS."
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if bos is None: raise ValueError("The tokenizer has neither a BOS nor an EOS token; the unconditioned pass needs one.")
-    return bos
+__all__ = ['SCORE_COLUMNS', 'encode', 'sequences', 'make_batches', 'token_nll', 'nll_split_on_oom', 'pass_nll', 'combine', 'plan',
+           'score_batch', 'default_batch_tokens', 'score']
 
 # %% ../nbs/03_scoring.ipynb #730a441e
 def _status_of(error:str|None, response:str)->str|None:
@@ -32,32 +26,41 @@ def _status_of(error:str|None, response:str)->str|None:
     return 'empty_response' if error.endswith('empty response') else 'invalid'
 
 # %% ../nbs/03_scoring.ipynb #6fbbdbd8
+def _split_at(offsets, # (start, end) character span of each token
+              cut:int, # the first response character
+             )->int:
+    "How many tokens end before `cut`: the prompt's tokens (one that straddles `cut` belongs to the response)."
+    return next((k for k, (s, e) in enumerate(offsets) if e > cut), len(offsets))
+
 def encode(records:pd.DataFrame, # rows of a table from `select_nb.data.load`
-           tokenizer, # the model's tokenizer
+           tokenizer, # the model's (fast) tokenizer
            template:str='none', # prompt template (see `select_nb.core.TEMPLATES`)
            max_length:int=1024, # budget for prompt + response tokens
           )->pd.DataFrame:
-    "Prompt ids, (truncated) response ids and status of each record."
+    "Prompt ids, response ids as they appear after the prompt (truncated), and status of each record."
+    if not getattr(tokenizer, 'is_fast', False): raise ValueError("The engine needs a fast tokenizer (offset mapping); load it with use_fast=True.")
     prompts = [render_prompt(i, x, template, tokenizer) for i, x in zip(records.instruction, records.input)]
-    p_ids = tokenizer(prompts, add_special_tokens=(template != 'chat'))['input_ids']  # a chat template brings its own BOS
-    r_ids = tokenizer(list(records.response), add_special_tokens=False)['input_ids']
+    joint = tokenizer([p + r for p, r in zip(prompts, records.response)], add_special_tokens=False, return_offsets_mapping=True)
+    pre = [] if template == 'chat' else prepended_ids(tokenizer)  # a chat template brings its own BOS
     errors = records['error'] if 'error' in records else [None] * len(records)
     rows = []
-    for p, r, err, text in zip(p_ids, r_ids, errors, records.response):
+    for p, ids, offs, err, text in zip(prompts, joint['input_ids'], joint['offset_mapping'], errors, records.response):
+        k = _split_at(offs, len(p)); p_ids, r = pre + ids[:k], ids[k:]
         status = _status_of(err if isinstance(err, str) else None, text) or ('empty_response' if not r else None)
-        if status is None and len(p) >= max_length: status = 'prompt_too_long'
-        if status is None: status = 'truncated' if len(p) + len(r) > max_length else 'ok'
-        rows.append((p, r[:max_length - len(p)] if status in ('ok', 'truncated') else [], status))
-    return pd.DataFrame(rows, columns=['prompt_ids', 'response_ids', 'status'], index=records.index).assign(id=records.id.values)
+        if status is None and len(p_ids) >= max_length: status = 'prompt_too_long'
+        if status is None: status = 'truncated' if len(p_ids) + len(r) > max_length else 'ok'
+        rows.append((p_ids, r[:max_length - len(p_ids)] if status in ('ok', 'truncated') else [], status))
+    out = pd.DataFrame(rows, columns=['prompt_ids', 'response_ids', 'status'], index=records.index).assign(id=records.id.values)
+    return out.assign(n_prompt=out.prompt_ids.map(len), n_response=out.response_ids.map(len))
 
 # %% ../nbs/03_scoring.ipynb #9feef5f8
 def sequences(enc:pd.DataFrame, # rows of `encode`
-              bos:int, # the BOS (or EOS) id that starts the unconditioned pass
+              start:int, # the id of the token that starts the unconditioned pass
              )->pd.DataFrame:
     "The two sequences of each scorable record: id, pass ('cond'/'uncond'), token ids, number of scored tokens."
     live = enc[enc.status.isin(['ok', 'truncated'])]
     cond = [(i, 'cond', p + r, len(r)) for i, p, r in zip(live.id, live.prompt_ids, live.response_ids)]
-    uncond = [(i, 'uncond', [bos] + r, len(r)) for i, r in zip(live.id, live.response_ids)]
+    uncond = [(i, 'uncond', [start] + r, len(r)) for i, r in zip(live.id, live.response_ids)]
     return pd.DataFrame(cond + uncond, columns=['id', 'pass', 'ids', 'n_scored'])
 
 # %% ../nbs/03_scoring.ipynb #668c70af
@@ -124,7 +127,6 @@ def nll_split_on_oom(lm:LM, seqs:list, n_scored:list)->list:
         return nll_split_on_oom(lm, seqs[:h], n_scored[:h]) + nll_split_on_oom(lm, seqs[h:], n_scored[h:])
 
 # %% ../nbs/03_scoring.ipynb #60200b67
-PASS_COLUMNS = ['id', 'pass', 'nll_sum', 'n']
 SCORE_COLUMNS = ['id', 'status', 'n_prompt', 'n_response', 'nll_cond', 'nll_uncond',
                  'ppl_cond', 'ppl_uncond', 'ifd_ppl', 'ifd_loss']
 
@@ -137,62 +139,40 @@ def pass_nll(lm:LM, # the model
                          'nll_sum': [t.double().sum().item() for t in nll], 'n': seqs.n_scored.values})
 
 # %% ../nbs/03_scoring.ipynb #8b164cb0
-def combine(enc:pd.DataFrame, # rows of `encode`
+def combine(plan:pd.DataFrame, # one row per record: id, status, n_prompt, n_response (e.g. `encode`)
             passes:pd.DataFrame, # rows of `pass_nll` (both passes of every scorable record)
            )->pd.DataFrame:
-    "One score row per encoded record (NaN scores where a record was not scorable, with its status)."
+    "One score row per record (NaN scores where a record was not scorable, with its status)."
     mean = passes.assign(nll=passes.nll_sum / passes.n).pivot_table(index='id', columns='pass', values='nll')
-    mean = mean.reindex(index=enc.id.values, columns=['cond', 'uncond'])
-    out = pd.DataFrame({'id': enc.id.values, 'status': enc.status.values, 'n_prompt': enc.prompt_ids.map(len).values,
-                        'n_response': enc.response_ids.map(len).values,
-                        'nll_cond': mean['cond'].values, 'nll_uncond': mean['uncond'].values})
+    mean = mean.reindex(index=plan.id.values, columns=['cond', 'uncond'])
+    out = pd.DataFrame({'id': plan.id.values, 'status': plan.status.values, 'n_prompt': plan.n_prompt.values,
+                        'n_response': plan.n_response.values, 'nll_cond': mean['cond'].values, 'nll_uncond': mean['uncond'].values})
     out['ppl_cond'], out['ppl_uncond'] = np.exp(out.nll_cond), np.exp(out.nll_uncond)
     out['ifd_ppl'], out['ifd_loss'] = out.ppl_cond / out.ppl_uncond, out.nll_cond / out.nll_uncond
     return out[SCORE_COLUMNS]
 
 # %% ../nbs/03_scoring.ipynb #1c4b4e1d
+def plan(records:pd.DataFrame, # rows of a table from `load`
+         lm:LM, # the model
+         template:str='none', # prompt template
+         max_length:int=1024, # budget for prompt + response tokens
+         start_token:str|None=None, # override the model's document-start token
+         authors:str|None=None, # None (ours), 'superfiltering' or 'cherry' (the authors' exact procedure)
+        )->tuple:
+    "Per-record rows (id, status, n_prompt, n_response) and the sequences to score, under our convention or the authors'."
+    if authors: return authors_plan(records, lm.tokenizer, authors, max_length)
+    enc = encode(records, lm.tokenizer, template, max_length)
+    return enc, sequences(enc, start_of(lm, start_token)[1])
+
 def score_batch(records:pd.DataFrame, # rows of a table from `load`
                 lm:LM, # the model
-                template:str='none', # prompt template
-                max_length:int=1024, # budget for prompt + response tokens
                 batch_tokens:int=8192, # padded tokens per forward pass
+                **kw, # passed to `plan`: template, max_length, start_token, authors
                )->pd.DataFrame:
     "Score rows for `records`: stateless, the unit a distributed map would call."
-    enc = encode(records, lm.tokenizer, template, max_length)
-    seqs = sequences(enc, bos_id(lm.tokenizer))
+    info, seqs = plan(records, lm, **kw)
     parts = [pass_nll(lm, seqs.iloc[b]) for b in make_batches(seqs.ids.map(len).tolist(), batch_tokens)]
-    return combine(enc, pd.concat(parts) if parts else pd.DataFrame(columns=PASS_COLUMNS))
-
-# %% ../nbs/03_scoring.ipynb #538d5c63
-ENGINE_VERSION = 1  # bump when the engine's numbers change, so old caches are not reused
-
-class ScoreCache:
-    "Per-(record, pass) NLL rows on disk for one (model, template, max_length, dtype)."
-    def __init__(self, lm_name:str, template:str, max_length:int, dtype:str, root=None):
-        self.key = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', lm_name)}/{template}-L{max_length}-{dtype}-v{ENGINE_VERSION}"
-        self.path = Path(root)/self.key if root is not None else cache_dir('scores', *self.key.split('/'))
-        self.path.mkdir(parents=True, exist_ok=True)
-
-    def parts(self): return sorted(self.path.glob('*.parquet'))
-
-    def read(self)->pd.DataFrame:
-        "Every cached row (the last one for each record and pass)."
-        parts = [pd.read_parquet(p) for p in self.parts()]
-        if not parts: return pd.DataFrame(columns=PASS_COLUMNS)
-        return pd.concat(parts, ignore_index=True).drop_duplicates(['id', 'pass'], keep='last')
-
-    def append(self, rows:pd.DataFrame):
-        "Save finished rows atomically."
-        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}"
-        tmp = self.path/f"{name}.tmp"
-        rows.to_parquet(tmp, index=False); os.replace(tmp, self.path/f"{name}.parquet")
-
-    def compact(self):
-        "Merge all parts into one."
-        parts = self.parts()
-        if len(parts) > 1:
-            self.append(self.read())
-            for p in parts: p.unlink()
+    return combine(info, pd.concat(parts) if parts else pd.DataFrame(columns=PASS_COLUMNS))
 
 # %% ../nbs/03_scoring.ipynb #7fec0815
 def default_batch_tokens(device)->int:
@@ -203,30 +183,40 @@ def default_batch_tokens(device)->int:
 def score(table:pd.DataFrame, # records from `select_nb.data.load`
           model:str|LM='smollm2-135m', # a model name (loaded once) or an `LM`
           template:str='none', # prompt template: 'none', 'alpaca', 'vicuna', 'chat'
-          max_length:int=1024, # budget for prompt + response tokens
-          dtype=None, # 'bf16' (default) or 'fp32'
+          max_length:int|None=None, # budget for prompt + response tokens (default 1024; the authors': 1024 / 512)
+          dtype=None, # 'bf16' (default; the authors' conventions: 'fp32') or 'fp32'
           device=None, # default: CUDA when present, else CPU
           batch_tokens:int|None=None, # padded tokens per batch (default by device)
           cache:bool|str|Path=True, # True: the user cache; a folder; False: no cache
           progress:bool=True, # show a progress bar
+          start_token:str|None=None, # override the model's document-start token (see `start_of`)
+          authors:str|None=None, # 'superfiltering' or 'cherry': the authors' exact procedure instead of ours
          )->pd.DataFrame:
-    "Score every record of `table` with `model`: one row per record (see `SCORE_COLUMNS`)."
+    "Score every record of `table` with `model`: one row per record (see `SCORE_COLUMNS`), with the settings."
+    if authors: convention(authors); max_length, dtype = max_length or AUTHORS[authors].max_length, dtype or 'fp32'
+    max_length = max_length or 1024
     lm = load_lm(model, device, dtype)
-    store = None if cache is False else ScoreCache(lm.name, template, max_length, dtype_name(lm.dtype), None if cache is True else cache)
-    enc = encode(table.drop_duplicates('id'), lm.tokenizer, template, max_length)
-    seqs = sequences(enc, bos_id(lm.tokenizer))
-    done = store.read() if store else pd.DataFrame(columns=PASS_COLUMNS)
+    store = score_cache(lm, template, max_length, start_token, authors, cache)
+    info, seqs = plan(table.drop_duplicates('id'), lm, template, max_length, start_token, authors)
+    done = cached_rows(store, seqs)
     todo = seqs[~pd.MultiIndex.from_frame(seqs[['id', 'pass']]).isin(pd.MultiIndex.from_frame(done[['id', 'pass']]))]
     new = _score_sequences(todo, lm, batch_tokens or default_batch_tokens(lm.device), store, progress)
     if store and len(new): store.compact()
     passes = pd.concat([f for f in (done, new) if len(f)]) if len(done) + len(new) else pd.DataFrame(columns=PASS_COLUMNS)
-    out = combine(enc, passes).set_index('id').loc[table.id].reset_index()
+    out = combine(info, passes).set_index('id').loc[table.id].reset_index()
     dup = _duplicate_mask(table)
     out.loc[dup, 'status'] = 'duplicate'
     out.loc[dup, SCORE_COLUMNS[4:]] = np.nan
-    return out.assign(model=lm.name, template=template, max_length=max_length, dtype=dtype_name(lm.dtype))
+    return out.assign(model=lm.name, template=AUTHORS[authors].template if authors else template, max_length=max_length,
+                      dtype=dtype_name(lm.dtype), start_token=_start_label(lm, start_token, authors), convention=authors or 'select_nb')
 
 # %% ../nbs/03_scoring.ipynb #1efd8ada
+def _start_label(lm, start_token, authors):
+    "What starts the unconditioned pass, for the score rows."
+    if not authors: return start_of(lm, start_token)[0]
+    pre = ''.join(lm.tokenizer.convert_ids_to_tokens(prepended_ids(lm.tokenizer)))
+    return pre + AUTHORS[authors].cue or '(none: first token unscored)'
+
 def _duplicate_mask(table):
     "True for records the loader flagged as duplicates of an earlier one."
     err = table['error'] if 'error' in table else pd.Series([None] * len(table))

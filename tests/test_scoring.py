@@ -19,12 +19,13 @@ def test_hand_checked_example(add_bos):
     tok = lm.tokenizer
     rec = to_table([{'instruction': 'Add.', 'input': '2 3', 'output': '5 is the sum'}])
     e = sc.encode(rec, tok)
-    assert e.prompt_ids[0] == tok("Add.\n2 3\n")['input_ids']
-    assert e.response_ids[0] == tok("5 is the sum", add_special_tokens=False)['input_ids']
+    assert e.prompt_ids[0] + e.response_ids[0] == tok("Add.\n2 3\n5 is the sum")['input_ids']
+    assert tok.decode(e.response_ids[0]) == "5 is the sum"
     assert (e.prompt_ids[0][0] == tok.bos_token_id) == add_bos
     s = sc.score(rec, lm, cache=False, progress=False)
-    r = e.response_ids[0]
-    c, u = _ref(lm, e.prompt_ids[0] + r, len(r)), _ref(lm, [tok.bos_token_id] + r, len(r))
+    r, start = e.response_ids[0], (tok.bos_token_id if add_bos else tok.eos_token_id)  # the prepended BOS, else (no end-of-text token) EOS
+    assert s.start_token[0] == tok.convert_ids_to_tokens(start)
+    c, u = _ref(lm, e.prompt_ids[0] + r, len(r)), _ref(lm, [start] + r, len(r))
     assert s.nll_cond[0] == pytest.approx(c, abs=1e-5) and s.nll_uncond[0] == pytest.approx(u, abs=1e-5)
     assert s.ifd_ppl[0] == pytest.approx(math.exp(c - u), rel=1e-5) and s.ifd_loss[0] == pytest.approx(c / u, rel=1e-5)
 
@@ -58,7 +59,7 @@ def test_every_status(tiny):
 def test_truncation_is_the_same_cut_in_both_passes(tiny):
     t = to_table([{'instruction': 'Repeat.', 'output': 'word ' * 40}])
     e = sc.encode(t, tiny.tokenizer, max_length=20)
-    seqs = sc.sequences(e, sc.bos_id(tiny.tokenizer))
+    seqs = sc.sequences(e, sc.start_of(tiny)[1])
     assert list(seqs.n_scored) == [20 - len(e.prompt_ids[0])] * 2
     assert seqs.ids[0][-seqs.n_scored[0]:] == seqs.ids[1][1:]
 
@@ -69,7 +70,7 @@ def test_resume_after_interrupt(tiny, tmp_path, monkeypatch):
         calls.append(len(seqs)); return real(lm, seqs)
     monkeypatch.setattr(sc, 'pass_nll', dies)
     with pytest.raises(KeyboardInterrupt): sc.score(recs, tiny, batch_tokens=300, cache=tmp_path, progress=False)
-    saved = len(sc.ScoreCache(tiny.name, 'none', 1024, 'fp32', tmp_path).read())
+    saved = len(sc.score_cache(tiny, cache=tmp_path).read())
     assert saved == sum(calls) > 0
     calls.clear(); monkeypatch.setattr(sc, 'pass_nll', lambda lm, s: calls.append(len(s)) or real(lm, s))
     resumed = sc.score(recs, tiny, batch_tokens=300, cache=tmp_path, progress=False)
