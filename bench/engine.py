@@ -15,7 +15,7 @@ import torch, torch.nn.functional as F
 from scipy.stats import spearmanr
 from select_nb.data import load
 from select_nb.models import load_lm
-from select_nb.scoring import encode, sequences, bos_id, score
+from select_nb.scoring import encode, sequences, start_of, score
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
@@ -48,7 +48,7 @@ def flops(lm, seqs):
 
 def bench(name, table, dev):
     ref_lm, lm = load_lm(name, dev, 'fp32'), load_lm(name, dev, 'bf16')
-    seqs = sequences(encode(table, lm.tokenizer), bos_id(lm.tokenizer))
+    seqs = sequences(encode(table, lm.tokenizer), start_of(lm)[1])
     ntok = seqs.ids.map(len).sum()
     sync(dev); t = time.perf_counter(); ref = reference(ref_lm, seqs); sync(dev); t_ref = time.perf_counter() - t
     score(table.head(4), lm, cache=False, progress=False)  # warm-up

@@ -63,7 +63,8 @@ def authors_plan(records:pd.DataFrame, # rows of a table from `select_nb.data.lo
         cond, n_cond = _pass(tokenizer, prompt, out, L)
         alone, n_alone = _pass(tokenizer, c.cue, out, L - n_instr + c.slack)
         cut = len(tokenizer(prompt + out)['input_ids']) > L
-        st = 'invalid' if isinstance(err, str) and not err.startswith('duplicate') else _status(c, out, n_instr, n_cond, n_alone, L, cut)
+        bad = isinstance(err, str) and not err.startswith('duplicate') and not err.endswith('empty response')
+        st = 'invalid' if bad else _status(c, out, n_instr, n_cond, n_alone, L, cut)
         rows.append((rid, st, n_instr, max(n_cond, 0)))
         if st in ('ok', 'truncated'): seqs += [(rid, 'cond', cond, n_cond), (rid, 'uncond', alone, n_alone)]
     return (pd.DataFrame(rows, columns=['id', 'status', 'n_prompt', 'n_response']),

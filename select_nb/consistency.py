@@ -13,7 +13,8 @@ from scipy import stats
 from .core import *
 from .data import load
 from .models import load_lm, resolve_ladder
-from .scoring import score, ScoreCache
+from .scoring import score
+from .score_cache import score_cache
 
 # %% auto #0
 __all__ = ['PAPER', 'score_model', 'ladder_scores', 'pair_agreement', 'rank_agreement', 'agreement_matrix', 'topk_overlap',
@@ -38,7 +39,7 @@ def score_model(table:pd.DataFrame, # records from `select_nb.data.load`
                )->tuple:
     "Scores of `table` by `model`, and a cost row: load and scoring seconds, fresh records, tokens/s."
     t0 = time.time(); lm = load_lm(model, device, dtype); t1 = time.time()
-    store = None if cache is False else ScoreCache(lm.name, template, max_length, dtype_name(lm.dtype), None if cache is True else cache)
+    store = score_cache(lm, template, max_length, cache=cache)
     done = set(store.read().id) if store else set()
     s = score(table, lm, template, max_length, cache=cache, progress=progress); t2 = time.time()
     fresh = s[~s.id.isin(done)]
