@@ -11,12 +11,12 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 from .core import *
 from .data import load, save_run, write_records, selection_path
-from .models import LM, load_lm
+from .models import LM, load_lm, weights_fingerprint, tokenizer_fingerprint
 from .scoring import token_nll, make_batches, default_batch_tokens, _scored_nll, _pad
 
 # %% auto #0
-__all__ = ['NUGGETS_VERSION', 'GOLDEN_COLUMNS', 'THRESHOLDS', 'nuggets_prompt', 'encode_examples', 'zero_shot', 'prefix_kv',
-           'prefixed_logp', 'one_shot', 'one_shot_naive', 'golden_score', 'random_anchors', 'kmeans_anchors',
+__all__ = ['NUGGETS_VERSION', 'GOLDEN_COLUMNS', 'THRESHOLDS', 'nuggets_prompt', 'encode_examples', 'prefix_kv', 'prefixed_logp',
+           'one_shot', 'one_shot_naive', 'zero_shot', 'golden_score', 'random_anchors', 'kmeans_anchors',
            'pick_anchors', 'anchor_hash', 'GoldenCache', 'golden_scores', 'threshold_table', 'select_above',
            'golden_figure', 'nuggets_job']
 
@@ -61,34 +61,21 @@ def encode_examples(table:pd.DataFrame, # rows of a table from `load`
         rows.append((ids, n if st in ('ok', 'truncated') else 0, st))
     return pd.DataFrame(rows, columns=['ids', 'n_scored', 'status']).assign(id=table.id.values)
 
-# %% ../nbs/08_nuggets.ipynb #13f43e35
-def zero_shot(lm:LM, # the model
-              anchors:pd.DataFrame, # rows of `encode_examples` (scorable anchors, no BOS)
-              bos:bool=True, # start each anchor with the tokenizer's BOS (when it adds one)
-              batch_tokens:int|None=None, # padded tokens per forward pass
-             )->np.ndarray:
-    "Summed response log-probability of each anchor given its own prompt."
-    pre = [lm.tokenizer.bos_token_id] if bos and _adds_bos(lm.tokenizer) else []
-    seqs, ns = [pre + s for s in anchors.ids], list(anchors.n_scored)
-    out = np.zeros(len(seqs))
-    for b in make_batches([len(s) for s in seqs], batch_tokens or default_batch_tokens(lm.device)):
-        nll = token_nll(lm, [seqs[i] for i in b], [ns[i] for i in b])
-        out[b] = [-t.double().sum().item() for t in nll]
-    return out
-
 # %% ../nbs/08_nuggets.ipynb #6279b774
 @torch.inference_mode()
 def prefix_kv(lm:LM, # the model
-              ids:list, # the candidate's token ids
+              ids:list, # the candidate's token ids ([] for no prefix)
              )->tuple:
     "The candidate's per-layer (keys, values) and its length, from one forward pass."
+    if not ids: return [], 0
     out = lm.model.base_model(input_ids=torch.tensor([ids], device=lm.device), use_cache=True)
     return [(l.keys, l.values) for l in out.past_key_values.layers], len(ids)
 
 # %% ../nbs/08_nuggets.ipynb #7fba4441
 def _expanded_cache(lm, prefix, batch):
-    "A new DynamicCache holding the prefix, expanded to `batch` rows."
+    "A new DynamicCache holding the prefix, expanded to `batch` rows (empty for an empty prefix)."
     kv, P = prefix
+    if P == 0: return DynamicCache(config=lm.model.config)
     cache = DynamicCache(ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in kv],
                          config=lm.model.config)
     for layer in cache.layers:
@@ -148,6 +135,17 @@ def one_shot_naive(lm:LM, # the model
     return np.array([-token_nll(lm, [candidate + s], [n])[0].double().sum().item()
                      for s, n in zip(anchors.ids, anchors.n_scored)])
 
+# %% ../nbs/08_nuggets.ipynb #6bc0205e
+def zero_shot(lm:LM, # the model
+              anchors:pd.DataFrame, # rows of `encode_examples` (scorable anchors, no BOS)
+              bos:bool=True, # start each anchor with the tokenizer's BOS (when it adds one)
+              batches:list|None=None, # anchor batches, the same as the one-shot runs use (default: `make_batches`)
+              batch_tokens:int|None=None, # anchor tokens per batch when `batches` is not given
+             )->np.ndarray:
+    "Summed response log-probability of each anchor given its own prompt: `one_shot` with an empty candidate."
+    pre = [lm.tokenizer.bos_token_id] if bos and _adds_bos(lm.tokenizer) else []
+    return one_shot(lm, pre, anchors, batches, batch_tokens)
+
 # %% ../nbs/08_nuggets.ipynb #9269fd1f
 def golden_score(one:np.ndarray, # one-shot log-probabilities of the anchors
                  zero:np.ndarray, # zero-shot log-probabilities of the same anchors
@@ -196,7 +194,7 @@ def pick_anchors(spec:str, # 'random:N', 'kmeans:N', a file path or a named data
     return anchors, Path(str(spec)).stem
 
 # %% ../nbs/08_nuggets.ipynb #483ef596
-NUGGETS_VERSION = 1  # bump when the numbers change, so old caches are not reused
+NUGGETS_VERSION = 2  # bump when the numbers change, so old caches are not reused
 GOLDEN_COLUMNS = ['id', 'golden', 'n_wins', 'n_anchors', 'logp_one']
 
 def anchor_hash(anchors:pd.DataFrame)->str:
@@ -224,13 +222,13 @@ class GoldenCache:
             for p in parts: p.unlink()
 
 # %% ../nbs/08_nuggets.ipynb #2e53d388
-def _zero_cached(lm, anchors, store, bos, batch_tokens):
+def _zero_cached(lm, anchors, store, bos, batches):
     "Zero-shot scores of the anchors, read from the cache folder when there."
     f = store.path/'zero_shot.parquet' if store else None
     if f is not None and f.exists():
         z = pd.read_parquet(f).set_index('id').zero_shot
         if set(z.index) == set(anchors.id): return z.loc[anchors.id].values
-    z = zero_shot(lm, anchors, bos, batch_tokens)
+    z = zero_shot(lm, anchors, bos, batches)
     if f is not None: store.write(pd.DataFrame({'id': anchors.id.values, 'zero_shot': z}), 'zero_shot.parquet')
     return z
 
@@ -268,14 +266,15 @@ def golden_scores(table:pd.DataFrame, # candidate records (rows of `load`); rows
     a = a[a.status.isin(['ok', 'truncated'])].reset_index(drop=True)
     if not len(a): raise ValueError("No anchor has a response token left to score (check anchor_max_tokens).")
     settings = f"A{anchor_max_tokens}-{'bos' if anchor_bos else 'nobos'}-L{max_length}-{dtype_name(lm.dtype)}"
-    key = f"{lm.name}/{anchor_hash(a)}-{settings}-v{NUGGETS_VERSION}"
+    model_fp = hashlib.sha256((weights_fingerprint(lm) + tokenizer_fingerprint(lm.tokenizer)).encode()).hexdigest()[:12]
+    key = f"{lm.name}/{anchor_hash(a)}-{settings}-{model_fp}-v{NUGGETS_VERSION}"
     store = None if cache is False else GoldenCache(key, None if cache is True else cache)
-    zero = _zero_cached(lm, a, store, anchor_bos, batch_tokens)
+    batches = make_batches(a.ids.map(len).tolist(), batch_tokens or default_batch_tokens(lm.device))
+    zero = _zero_cached(lm, a, store, anchor_bos, batches)
     c = encode_examples(table, lm.tokenizer, max_length, bos=True)
     c.loc[c.id.isin(set(anchors.id)), 'status'] = 'anchor'
     done = store.read() if store else pd.DataFrame(columns=GOLDEN_COLUMNS)
     todo = c[c.status.isin(['ok', 'truncated']) & ~c.id.isin(set(done.id))].drop_duplicates('id')
-    batches = make_batches(a.ids.map(len).tolist(), batch_tokens or default_batch_tokens(lm.device))
     new = _run_candidates(lm, todo, a, zero, batches, store, progress, save_s)
     if store and len(new): store.compact()
     rows = pd.concat([f for f in (done, new) if len(f)]) if len(done) + len(new) else pd.DataFrame(columns=GOLDEN_COLUMNS)

@@ -63,12 +63,13 @@ def test_golden_scores_match_reference_and_statuses():
 def test_resume(tmp_path, monkeypatch):
     lm, real, calls = tiny_lm(), N.one_shot, []
     full = N.golden_scores(POOL, ANCHORS, lm, cache=False, progress=False)
-    def dies(*a):
-        if len(calls) == 3: raise KeyboardInterrupt
-        calls.append(1); return real(*a)
+    def dies(lm, ids, *a):  # counts candidates; the zero-shot pass is the call with an empty candidate
+        if ids and len(calls) == 3: raise KeyboardInterrupt
+        if ids: calls.append(1)
+        return real(lm, ids, *a)
     monkeypatch.setattr(N, 'one_shot', dies)
     with pytest.raises(KeyboardInterrupt): N.golden_scores(POOL, ANCHORS, lm, cache=tmp_path, progress=False, save_s=0)
-    calls.clear(); monkeypatch.setattr(N, 'one_shot', lambda *a: calls.append(1) or real(*a))
+    calls.clear(); monkeypatch.setattr(N, 'one_shot', lambda lm, ids, *a: (ids and calls.append(1)) or real(lm, ids, *a))
     again = N.golden_scores(POOL, ANCHORS, lm, cache=tmp_path, progress=False)
     assert len(calls) == 5  # 8 scorable candidates, 3 saved before the kill
     np.testing.assert_allclose(again.golden[:8].astype(float), full.golden[:8].astype(float))
@@ -127,3 +128,15 @@ def test_job_candidate_sample(tmp_path):
         anchors = N.load(tmp_path/spec.replace(':', '_')/'anchors.json')
         assert not set(anchors.id) & ids[spec]
         assert (runs[spec]['records'], runs[spec]['candidates'], runs[spec]['scored']) == (20, 6, 6)
+
+def test_zero_and_one_shot_share_one_numeric_path_at_default_precision(smol, tmp_path):
+    "bf16 SmolLM2 on real anchors: an empty candidate equals the zero-shot bit for bit (golden 0), in the job's pipeline too."
+    al = load('alpaca', limit=40)
+    a = N.encode_examples(al.iloc[:16], smol.tokenizer)
+    z = N.zero_shot(smol, a)
+    assert np.array_equal(N.one_shot(smol, [], a, N.make_batches(a.ids.map(len).tolist(), 2048)), z)
+    gs = N.golden_scores(al.iloc[16:18], al.iloc[:16], smol, cache=tmp_path, progress=False)
+    zero_file = pd.read_parquet(next(tmp_path.rglob('zero_shot.parquet'))).zero_shot.values
+    assert np.array_equal(zero_file, z)  # the job's zero-shot is the same numbers
+    direct = [N.golden_score(N.one_shot(smol, ids, a), z) for ids in N.encode_examples(al.iloc[16:18], smol.tokenizer, bos=True).ids]
+    assert gs.golden.astype(float).tolist() == direct  # the candidate scored by the job and by hand: identical golden scores
