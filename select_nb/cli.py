@@ -12,7 +12,7 @@ from .models import MODELS, LADDERS, ModelNotInstalled
 
 # %% auto #0
 __all__ = ['cmd_score', 'cmd_superfilter', 'cmd_consistency', 'cmd_kcenter', 'cmd_scar_train', 'cmd_scar_rank', 'cmd_nuggets',
-           'cmd_list', 'build_parser', 'main']
+           'cmd_list', 'cmd_baseline', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #68179fef
 def _input_fields(table):
@@ -48,7 +48,9 @@ def cmd_superfilter(a):
 def cmd_consistency(a):
     "Weak-to-strong consistency across a ladder of models."
     from select_nb.consistency import consistency_job
-    res = consistency_job(a.data, a.models, a.limit, a.out, n_boot=a.n_boot, seed=a.seed, template=a.template,
+    names = [d.strip() for d in a.data.split(',') if d.strip()]
+    data = {d: load(Source(d, a.fields, True, a.split), limit=a.limit) for d in names} if a.fields or a.split else a.data
+    res = consistency_job(data, a.models, a.limit, a.out, n_boot=a.n_boot, seed=a.seed, template=a.template,
                           max_length=a.max_length, dtype=a.dtype, cache=not a.no_cache)
     print(f"consistency of {a.models} on {a.data}: outputs in {a.out}/")
     print(json.dumps(res.get('headline', {}), indent=1, default=str)[:2000])
@@ -91,11 +93,53 @@ def cmd_list(a):
     print("datasets:", ', '.join(DATASETS)); print("models:", ', '.join(MODELS))
     for k, v in LADDERS.items(): print(f"ladder {k}:", ', '.join(v))
 
+# %% ../nbs/11_cli.ipynb #8f36134a
+def cmd_baseline(a):
+    "A baseline selection: random, longest response, or lowest perplexity."
+    from select_nb.perplexity import baseline_job
+    kw = dict(template=a.template, max_length=a.max_length, dtype=a.dtype) if a.by == 'perplexity' else {}
+    res = baseline_job(a.data, a.out, a.by, a.ratio, a.n, a.seed, a.model, not a.highest, a.limit, **kw)
+    print(f"baseline {a.by} kept {res['selected']} of {res['usable']} usable records; outputs in {a.out}/"); _print_files(res)
+
+# %% ../nbs/11_cli.ipynb #6986bc4d
+def _baseline_parser(sub):
+    "Add the `baseline` subcommand to the subparsers `sub`."
+    p = sub.add_parser('baseline', help="baseline selection: random, longest response, or lowest perplexity")
+    _data_args(p, "output folder"); _model_args(p)
+    p.add_argument('--by', required=True, choices=['random', 'longest', 'perplexity'], help="how to select")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument('--ratio', type=float, help="share of the usable records to keep"); g.add_argument('--n', type=int, help="how many records to keep")
+    p.add_argument('--seed', type=int, default=0, help="seed of the random baseline")
+    p.add_argument('--highest', action='store_true', help="perplexity: keep the highest instead of the lowest")
+    p.set_defaults(func=cmd_baseline)
+
+# %% ../nbs/11_cli.ipynb #982ab3d2
+from .data import Source
+_FIELD_KEYS = ('instruction', 'input', 'response', 'conversation')
+
+def _fields_arg(text:str)->dict:
+    "Parse `instruction=prompt,response=completion` (dotted paths allowed) into a `fields` dict."
+    out = {}
+    for part in (p.strip() for p in text.split(',') if p.strip()):
+        key, sep, path = (s.strip() for s in part.partition('='))
+        if not sep or not path or key not in _FIELD_KEYS:
+            raise argparse.ArgumentTypeError(f"{part!r}: use NAME=PATH with NAME one of {', '.join(_FIELD_KEYS)}")
+        out[key] = path
+    return out
+
+# %% ../nbs/11_cli.ipynb #bb645029
+def _read_args(p):
+    "How a subcommand reads its `--data`: `--fields`, `--split`, `--lenient`."
+    p.add_argument('--fields', type=_fields_arg, metavar='NAME=PATH,...', help="field paths, e.g. instruction=prompt,response=completion")
+    p.add_argument('--split', help="the split of a DatasetDict folder")
+    p.add_argument('--lenient', action='store_true', help="keep bad records as recorded skips instead of failing")
+
 # %% ../nbs/11_cli.ipynb #8bb55e6e
 def _data_args(p, out_help):
-    p.add_argument('--data', required=True, help="dataset name (see `select-nb list`) or a .json/.jsonl/.parquet/.csv path")
+    p.add_argument('--data', required=True, help="dataset name (see `select-nb list`), a .json/.jsonl/.parquet/.csv file or a `save_to_disk` folder")
     p.add_argument('--limit', type=int, help="use the first N records")
     p.add_argument('--out', required=True, help=out_help)
+    _read_args(p)
 
 def _model_args(p):
     p.add_argument('--model', default='smollm2-135m', help="registry name, hub id or local directory")
@@ -109,7 +153,6 @@ def build_parser()->argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='select-nb', description="Choose instruction-tuning data: perplexity, IFD/Superfiltering, Nuggets, SCAR, k-center.")
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
     p = sub.add_parser('score', help="per-record perplexity and IFD with one model"); _data_args(p, "output .parquet file"); _model_args(p)
-    p.add_argument('--lenient', action='store_true', help="keep bad records as recorded skips instead of failing")
     p.set_defaults(func=cmd_score)
     p = sub.add_parser('superfilter', help="Superfiltering: IFD with a small model, keep the top share"); _data_args(p, "output folder"); _model_args(p)
     p.add_argument('--ratio', type=float, default=0.05, help="share of the dataset to keep (default 0.05)")
@@ -120,6 +163,7 @@ def build_parser()->argparse.ArgumentParser:
     p.set_defaults(func=cmd_superfilter)
     p = sub.add_parser('consistency', help="weak-to-strong: do a ladder of models agree on IFD?")
     p.add_argument('--data', required=True, help="comma-separated dataset names or paths")
+    _read_args(p)
     p.add_argument('--models', default='packaged', help="a ladder name (packaged, paper) or comma-separated models")
     p.add_argument('--limit', type=int, default=200, help="first N records of each dataset (default 200)")
     p.add_argument('--out', required=True, help="output folder")
@@ -148,7 +192,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--anchor-max-tokens', type=int); p.add_argument('--max-length', type=int, default=1024)
     p.add_argument('--embed-model', default='minilm-l6', help="embedding model for KMeans anchors")
     p.add_argument('--dtype', choices=['bf16', 'fp32', 'fp16']); p.add_argument('--device'); p.add_argument('--batch-tokens', type=int)
-    p.add_argument('--no-cache', action='store_true'); p.add_argument('--lenient', action='store_true')
+    p.add_argument('--no-cache', action='store_true')
     p.set_defaults(func=cmd_nuggets)
     scar = sub.add_parser('scar', help="SCAR style-consistency ranker: train, rank").add_subparsers(dest='scar_command', required=True, metavar='ACTION')
     p = scar.add_parser('train', help="train a ranker (no arguments: the documented default sources)")
@@ -171,6 +215,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--batch-size', type=int, default=32); p.add_argument('--ppl-model', help="also report perplexity style metrics with this LM")
     p.add_argument('--device')
     p.set_defaults(func=cmd_scar_rank)
+    _baseline_parser(sub)
     sub.add_parser('list', help="named datasets, models and ladders").set_defaults(func=cmd_list)
     return ap
 
@@ -178,6 +223,8 @@ def build_parser()->argparse.ArgumentParser:
 def main(argv=None):
     "Entry point of `select-nb`: bad input and missing models end with a one-line error, not a traceback."
     args = build_parser().parse_args(argv)
+    if getattr(args, 'data', None) is not None and args.command != 'consistency':
+        args.data = Source(args.data, args.fields, args.lenient, args.split)  # how every job's `load` reads it
     try: return args.func(args)
     except (DataError, ModelNotInstalled, FileNotFoundError) as e:
         print(f"select-nb {args.command}: error: {e}", file=sys.stderr); sys.exit(2)

@@ -4,14 +4,15 @@
 
 # %% ../nbs/01_data.ipynb #e2b6f5ea
 from __future__ import annotations
-import json, math
+import base64, json, math
+from dataclasses import dataclass
 from pathlib import Path
-import pandas as pd
+import numpy as np, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
 from .core import *
 
 # %% auto #0
-__all__ = ['FORMATS', 'DATASETS', 'DataError', 'read_rows', 'to_table', 'load', 'load_named', 'write_records', 'selection_path',
-           'save_run']
+__all__ = ['FORMATS', 'DATASETS', 'DataError', 'read_rows', 'to_table', 'Source', 'load', 'load_named', 'write_records',
+           'selection_path', 'save_run']
 
 # %% ../nbs/01_data.ipynb #3c59bd9c
 class DataError(ValueError):
@@ -26,9 +27,23 @@ class DataError(ValueError):
 FORMATS = {'.json': 'json', '.jsonl': 'jsonl', '.parquet': 'parquet', '.csv': 'csv'}
 
 def _format_of(path):
-    fmt = FORMATS.get(Path(path).suffix.lower())
-    if fmt is None: raise DataError(f"unknown format {Path(path).suffix!r}: use one of {list(FORMATS)}", path)
-    return fmt
+    "The format of `path` from its suffix; anything that is not a file is a `save_to_disk` folder ('datasets')."
+    p = Path(path)
+    if p.suffix.lower() in FORMATS: return FORMATS[p.suffix.lower()]
+    if not p.is_file(): return 'datasets'
+    raise DataError(f"unknown format {p.suffix!r}: use one of {list(FORMATS)} or a `save_to_disk` folder", path)
+
+# %% ../nbs/01_data.ipynb #5f2cdd84
+def _is_null(v): return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+def _plain(v, # a raw value
+           null:bool=False, # also turn NaN / pd.NA into None
+          ):
+    "`v` with numpy arrays and Arrow nested values as lists, dicts and Python scalars."
+    if isinstance(v, dict): return {k: _plain(x, null) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)): return [_plain(x, null) for x in v]
+    if isinstance(v, np.generic): v = v.item()
+    return None if null and _is_null(v) else v
 
 # %% ../nbs/01_data.ipynb #f63962c4
 def _read_jsonl(path, text, lenient):
@@ -47,8 +62,9 @@ def read_rows(path, # a .json, .jsonl, .parquet or .csv file
     "The raw rows (dicts) of a file, in order."
     path, fmt = Path(path), _format_of(path)
     if not path.exists(): raise DataError("no such file", path)
+    if fmt == 'datasets': raise DataError("a folder, not a file: read a `save_to_disk` folder with `load`", path)
     if path.stat().st_size == 0: raise DataError("empty file", path)
-    if fmt == 'parquet': return pd.read_parquet(path).to_dict('records')
+    if fmt == 'parquet': return pq.read_table(path).to_pylist()
     if fmt == 'csv': return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict('records')
     text = path.read_bytes().decode('utf-8', errors='surrogateescape')
     if not text.strip(): raise DataError("empty file", path)
@@ -72,21 +88,39 @@ def _get(row, path):
     return cur
 
 # %% ../nbs/01_data.ipynb #6f997aa4
-_ROLES = {'human': 'USER', 'user': 'USER', 'gpt': 'ASSISTANT', 'assistant': 'ASSISTANT', 'chatgpt': 'ASSISTANT',
-          'bard': 'ASSISTANT', 'bing': 'ASSISTANT', 'system': 'SYSTEM', 'model': 'ASSISTANT'}
+_ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant', 'chatgpt': 'assistant',
+          'bard': 'assistant', 'bing': 'assistant', 'system': 'system', 'model': 'assistant'}
 
-def _from_conversation(turns):
-    "(instruction, input, response) of a ShareGPT conversation; raises `DataError` naming the field."
-    if not turns: raise DataError("empty conversation", field='conversations')
-    roles = [_ROLES.get(str(t.get('from', t.get('role'))).lower()) if isinstance(t, dict) else None for t in turns]
-    if None in roles: raise DataError(f"turn {roles.index(None)} has no known 'from' role", field='conversations')
-    last = max((i for i, r in enumerate(roles) if r == 'ASSISTANT'), default=None)
-    if last is None: raise DataError("no assistant turn", field='conversations')
-    value = lambda t: t.get('value', t.get('content'))
+def _turns(conv, # a list of turns: `from`/`value` (ShareGPT) or `role`/`content` (chat messages)
+           field:str, # the conversation's path in the row, for messages
+          )->list:
+    "The turns as `{'role', 'content'}` dicts with roles system/user/assistant; raises `DataError` naming the turn."
+    if conv is _MISSING: raise DataError("missing field", field=field)
+    if not isinstance(conv, list): raise DataError(f"expected a list of turns, got {type(conv).__name__}", field=field)
+    if not conv: raise DataError("empty conversation", field=field)
+    out = []
+    for i, t in enumerate(conv):
+        if not isinstance(t, dict): raise DataError(f"expected an object, got {type(t).__name__}", field=f"{field}.{i}")
+        rk, tk = ('from' if 'from' in t else 'role'), ('value' if 'value' in t else 'content')
+        role, text = _ROLES.get(str(t.get(rk)).lower()), '' if _is_null(t.get(tk)) else t.get(tk)
+        if role is None: raise DataError(f"unknown role {t.get(rk)!r}", field=f"{field}.{i}.{rk}")
+        if not isinstance(text, str): raise DataError(f"expected a string, got {type(text).__name__}", field=f"{field}.{i}.{tk}")
+        out.append({'role': role, 'content': text})
+    return out
+
+# %% ../nbs/01_data.ipynb #cd233c9e
+def _from_conversation(conv, # a list of turns
+                       field:str='conversations', # its path in the row
+                      ):
+    "((instruction, input, response), turns) of a conversation; `turns` is None for one user turn and its answer."
+    turns = _turns(conv, field)
+    last = max((i for i, t in enumerate(turns) if t['role'] == 'assistant'), default=None)
+    if last is None: raise DataError("no assistant turn", field=field)
     before = turns[:last]
-    if len(before) == 1: instruction = value(before[0])
-    else: instruction = '\n'.join(f"{roles[i]}: {value(t)}" for i, t in enumerate(before))
-    return instruction, '', value(turns[last])
+    if len(before) == 1: instruction = before[0]['content']
+    else: instruction = '\n'.join(f"{t['role'].upper()}: {t['content']}" for t in before)
+    single = [t['role'] for t in turns] == ['user', 'assistant']
+    return (instruction, '', turns[last]['content']), (None if single else turns)
 
 # %% ../nbs/01_data.ipynb #c91874d8
 def _pick_fields(row, fields):
@@ -95,16 +129,25 @@ def _pick_fields(row, fields):
          'response': 'output' if 'output' in row or 'response' not in row else 'response'}
     return {**f, **(fields or {})}
 
+def _conversation_path(row, fields):
+    "The path of the row's conversation: `fields['conversation']`, else a `conversations` or `messages` list."
+    if fields: return fields.get('conversation')
+    return next((k for k in ('conversations', 'messages') if isinstance(row.get(k), list)), None)
+
+# %% ../nbs/01_data.ipynb #ed8d4a27
 def _extract(row, fields, prompt_only):
-    "((instruction, input, response), field paths) of a raw row, unchecked; raises `DataError` naming the field."
+    "((instruction, input, response), field paths, turns) of a raw row, unchecked; raises `DataError` naming the field."
     if not isinstance(row, dict): raise DataError(f"expected an object, got {type(row).__name__}")
-    if not fields and isinstance(row.get('conversations'), list):
-        return _from_conversation(row['conversations']), dict.fromkeys(TEXT_FIELDS, 'conversations')
+    row = _plain(row)
+    if (conv := _conversation_path(row, fields)) is not None:
+        vals, turns = _from_conversation(_get(row, conv), conv)
+        return vals, dict.fromkeys(TEXT_FIELDS, conv), turns
     f = _pick_fields(row, fields)
     ins, inp, res = (_get(row, f[k]) for k in TEXT_FIELDS)
     if ins is _MISSING: raise DataError("missing field", field=f['instruction'])
     if res is _MISSING and not prompt_only: raise DataError("missing field", field=f['response'])
-    return (ins, ('' if inp is _MISSING or inp is None else inp), ('' if res is _MISSING else res)), f
+    empty = lambda v: '' if v is _MISSING or _is_null(v) else v  # null / NaN count as empty
+    return (empty(ins), empty(inp), empty(res)), f, None
 
 # %% ../nbs/01_data.ipynb #5e00a46a
 def _check(values, fields, prompt_only):
@@ -117,61 +160,101 @@ def _check(values, fields, prompt_only):
 
 # %% ../nbs/01_data.ipynb #c2992cb0
 def _normalise_row(row, fields, prompt_only):
-    "(instruction, input, response, error) for one raw row: `error` is None or a `DataError`."
-    if isinstance(row, DataError): return '', '', '', row
+    "(instruction, input, response, turns, error) for one raw row: `error` is None or a `DataError`."
+    if isinstance(row, DataError): return '', '', '', None, row
     try:
-        vals, used = _extract(row, fields, prompt_only)
+        vals, used, turns = _extract(row, fields, prompt_only)
         _check(vals, used, prompt_only)
-        return (*vals, None)
+        return (*vals, turns, None)
     except DataError as e:
         vals = locals().get('vals', ('', '', ''))
-        return (*[v if isinstance(v, str) else '' for v in vals], e)
+        return (*[v if isinstance(v, str) else '' for v in vals], locals().get('turns'), e)
 
 # %% ../nbs/01_data.ipynb #c43fa8e9
 def to_table(rows:list, # raw rows (dicts), in order
              source:str='<memory>', # the file or object the rows came from, for messages and the `source` column
-             fields:dict|None=None, # dotted paths for 'instruction' / 'input' / 'response' when not auto-detected
+             fields:dict|None=None, # dotted paths for 'instruction' / 'input' / 'response' (or 'conversation') when not auto-detected
              lenient:bool=False, # record bad rows as skips (`error` column) instead of raising
              prompt_only:bool=False, # rows have no response (eval prompt sets)
              fmt:str='json', # the input format, used when writing a selection back
              strict:bool=False, # raise on empty responses and duplicates too (default: recorded skips)
             )->pd.DataFrame:
-    "The normalised, validated table of `rows`."
+    "The normalised, validated table of `rows`: `COLUMNS` and `turns`."
     out, seen = [], {}
     for i, row in enumerate(rows):
-        ins, inp, res, err = _normalise_row(row, fields, prompt_only)
+        ins, inp, res, turns, err = _normalise_row(row, fields, prompt_only)
         rid = record_id(ins, inp, res)
         if err is None and rid in seen: err = DataError(f"duplicate of record {seen[rid]}", soft=True)
         if err is not None and not lenient and (strict or not err.soft): raise DataError(err.reason, source, i, err.field)
         if err is None: seen[rid] = i
-        out.append((rid, ins, inp, res, str(source), i, None if err is None else str(err), row))
+        out.append((rid, ins, inp, res, str(source), i, None if err is None else str(err), row, turns))
     if not out: raise DataError("no records", source)
-    table = pd.DataFrame(out, columns=list(COLUMNS))
+    table = pd.DataFrame(out, columns=[*COLUMNS, 'turns'])
     table.attrs.update(format=fmt, source=str(source))
     return table
 
 # %% ../nbs/01_data.ipynb #807a9c75
-def _in_memory_rows(obj):
-    if isinstance(obj, pd.DataFrame): return obj.to_dict('records'), 'DataFrame'
-    if hasattr(obj, 'to_pandas') and hasattr(obj, 'features'): return obj.to_pandas().to_dict('records'), 'Dataset'
-    return None, None
+def _schema_text(schema): return base64.b64encode(schema.serialize().to_pybytes()).decode('ascii')
+def _schema(text): return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+def _is_dataset_dict(obj): return isinstance(obj, dict) and bool(obj) and all(hasattr(v, 'features') for v in obj.values())
+
+def _hf_rows(obj, # a `datasets.Dataset` or `DatasetDict`
+             split, # the split of a `DatasetDict`
+             source, # its name, for messages
+            ):
+    "(rows, source, 'datasets', schema) of a `datasets.Dataset` or of one split of a `DatasetDict`."
+    if _is_dataset_dict(obj):
+        names = list(obj)
+        if split is None and len(names) == 1: split = names[0]
+        if split not in obj: raise DataError(f"no split {split!r}: pass split= one of {names}", source)
+        obj, source = obj[split], f"{source}[{split}]"
+    return obj.to_list(), source, 'datasets', _schema_text(obj.features.arrow_schema)
+
+# %% ../nbs/01_data.ipynb #da356153
+def _from_disk(path):
+    "The `datasets.Dataset` or `DatasetDict` in a `save_to_disk` folder."
+    import datasets
+    try: return datasets.load_from_disk(str(path))
+    except FileNotFoundError as e: raise DataError(f"not a `save_to_disk` folder ({e})", path) from None
+
+def _open(src, split, lenient):
+    "(rows, source, format, schema) of a DataFrame, `datasets` object, file or `save_to_disk` folder; None for a name."
+    if isinstance(src, pd.DataFrame): return [_plain(r) for r in src.to_dict('records')], 'DataFrame', 'json', None
+    if hasattr(src, 'features') or _is_dataset_dict(src): return _hf_rows(src, split, type(src).__name__)
+    path = Path(str(src)).expanduser()
+    if not path.exists(): return None
+    fmt = _format_of(path)
+    if fmt == 'datasets': return _hf_rows(_from_disk(path), split, path)
+    return read_rows(path, lenient), path, fmt, _schema_text(pq.read_schema(path)) if fmt == 'parquet' else None
+
+# %% ../nbs/01_data.ipynb #13a0d20c
+@dataclass(eq=False)
+class Source:
+    "A data source with its reading options: a job that calls `load(source)` reads it the way the user asked."
+    src: object # path, `save_to_disk` folder, dataset name, DataFrame or `datasets` object
+    fields: dict|None = None # dotted paths, as for `load`
+    lenient: bool = False # keep bad records as recorded skips
+    split: str|None = None # the split of a `DatasetDict`
+    def __str__(self): return str(self.src)
 
 # %% ../nbs/01_data.ipynb #3a480259
-def load(src, # path, dataset name, DataFrame or datasets.Dataset
-         fields:dict|None=None, # dotted paths for 'instruction' / 'input' / 'response'
+def load(src, # path, `save_to_disk` folder, dataset name, DataFrame, `datasets.Dataset` / `DatasetDict`, or `Source`
+         fields:dict|None=None, # dotted paths for 'instruction' / 'input' / 'response' (or 'conversation')
          lenient:bool=False, # keep bad records as recorded skips instead of raising
          limit:int|None=None, # keep the first `limit` records
          data:str|Path|None=None, # data directory for named datasets
          prompt_only:bool=False, # the data has no responses
          strict:bool=False, # raise on empty responses and duplicates too
+         split:str|None=None, # the split of a `DatasetDict`
         )->pd.DataFrame:
-    "Load instruction data into the normalised table (see `COLUMNS`)."
-    rows, kind = _in_memory_rows(src)
-    if rows is not None: table = to_table(rows, kind, fields, lenient, prompt_only, 'json', strict)
-    elif Path(str(src)).expanduser().exists():
-        path = Path(str(src)).expanduser()
-        table = to_table(read_rows(path, lenient), path, fields, lenient, prompt_only, _format_of(path), strict)
-    else: table = load_named(str(src), lenient=lenient, data=data, strict=strict)
+    "Load instruction data into the normalised table (see `COLUMNS`, plus `turns`)."
+    if isinstance(src, Source): return load(src.src, fields or src.fields, lenient or src.lenient, limit, data, prompt_only, strict, split or src.split)
+    opened = _open(src, split, lenient)
+    if opened is None: table = load_named(str(src), lenient=lenient, data=data, strict=strict)
+    else:
+        rows, source, fmt, schema = opened
+        table = to_table(rows, source, fields, lenient, prompt_only, fmt, strict)
+        if schema: table.attrs['schema'] = schema
     if limit is not None: table = table.iloc[:limit].copy()
     return table
 
@@ -238,18 +321,24 @@ def load_named(name:str, # a key of `DATASETS`
     return to_table(rows, f"hub:{spec['hub']}", spec.get('hub_fields'), lenient, False, 'json', strict)
 
 # %% ../nbs/01_data.ipynb #f4e53895
+def _write_arrow(rows, path, fmt, schema):
+    "Write `rows` as Parquet or a `save_to_disk` folder, with the input's Arrow schema when there is one."
+    tbl = pa.Table.from_pylist(rows, schema=_schema(schema)) if schema else pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+    if fmt == 'parquet': return pq.write_table(tbl, path)
+    import datasets
+    datasets.Dataset(datasets.table.InMemoryTable(tbl)).save_to_disk(str(path))
+
+# %% ../nbs/01_data.ipynb #30f7e6e0
 def write_records(table:pd.DataFrame, # rows of a table from `load` (for example a selection)
-                  path:str|Path, # output file; its suffix picks the format
+                  path:str|Path, # output file (its suffix picks the format) or, without a known suffix, a `save_to_disk` folder
                  )->Path:
-    "Write the original rows of `table` to `path` as JSON, JSON Lines, Parquet or CSV."
-    path, rows = Path(path), list(table['raw'])
-    fmt = _format_of(path)
+    "Write the original rows of `table` to `path` as JSON, JSON Lines, Parquet, CSV or a `datasets` folder."
+    path, rows, fmt = Path(path), list(table['raw']), _format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt in ('parquet', 'csv'):
-        df = pd.DataFrame(rows)
-        df.to_parquet(path, index=False) if fmt == 'parquet' else df.to_csv(path, index=False)
+    if fmt in ('parquet', 'datasets'): _write_arrow(rows, path, fmt, table.attrs.get('schema'))
+    elif fmt == 'csv': pd.DataFrame(rows).to_csv(path, index=False)
     else:
-        dump = lambda r: json.dumps(r, ensure_ascii=False, default=str)
+        dump = lambda r: json.dumps(_plain(r, null=True), ensure_ascii=False, default=str)
         text = '[\n' + ',\n'.join(dump(r) for r in rows) + '\n]\n' if fmt == 'json' else ''.join(dump(r) + '\n' for r in rows)
         path.write_bytes(text.encode('utf-8', errors='surrogateescape'))
     return path
@@ -259,8 +348,8 @@ def selection_path(table:pd.DataFrame, # a table from `load`
                    out_dir:str|Path, # the run's output folder
                    stem:str='selected', # the file name without suffix
                   )->Path:
-    "`out_dir/selected.<ext>`, the extension matching the input's format."
-    ext = {v: k for k, v in FORMATS.items()}[table.attrs.get('format', 'json')]
+    "`out_dir/selected.<ext>`, the extension matching the input's format (a `datasets` input: the folder `out_dir/selected`)."
+    ext = {v: k for k, v in FORMATS.items()}.get(table.attrs.get('format', 'json'), '')
     return Path(out_dir)/f"{stem}{ext}"
 
 # %% ../nbs/01_data.ipynb #4f0f383d

@@ -4,12 +4,14 @@
 
 # %% ../nbs/04_perplexity.ipynb #226b44ac
 from __future__ import annotations
+import time
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt, seaborn as sns
 from .scoring import score
+from .data import load, save_run
 
 # %% auto #0
-__all__ = ['perplexity', 'plot_perplexity', 'n_selected', 'select_random', 'select_longest', 'select_perplexity']
+__all__ = ['perplexity', 'plot_perplexity', 'n_selected', 'select_random', 'select_longest', 'select_perplexity', 'baseline_job']
 
 # %% ../nbs/04_perplexity.ipynb #148e2bae
 def perplexity(table:pd.DataFrame, # records from `load`
@@ -59,3 +61,27 @@ def select_perplexity(table:pd.DataFrame, # records from `load`
     ppl = pd.Series(scores.set_index('id').ppl_cond.groupby(level=0).first().reindex(table.id).values, index=table.index).dropna()
     order = ppl.sort_values(ascending=lowest, kind='stable').index
     return table.loc[order[:n_selected(len(table), n, ratio)]]
+
+# %% ../nbs/04_perplexity.ipynb #406ceaeb
+def baseline_job(data, # dataset name, path, DataFrame, `datasets` object or `select_nb.data.Source`
+                 out, # output folder
+                 by:str='random', # 'random', 'longest' (response characters) or 'perplexity'
+                 ratio:float|None=None, n:int|None=None, # share of the usable records, or a count
+                 seed:int=0, # seed of the random baseline
+                 model='smollm2-135m', lowest:bool=True, # perplexity: the scoring model; keep the lowest (else highest)
+                 limit:int|None=None, progress:bool=True,
+                 **kwargs, # passed to `select_nb.scoring.score` (template, max_length, dtype, cache)
+                )->dict:
+    "A baseline selection end to end; writes the run folder and returns its summary."
+    if by not in ('random', 'longest', 'perplexity'): raise ValueError(f"by={by!r}: use 'random', 'longest' or 'perplexity'")
+    t0 = time.time(); table = load(data, limit=limit); ok = table[table.error.isna()]
+    if by == 'perplexity': scores = perplexity(ok, model, progress=progress, **kwargs); sel = select_perplexity(ok, scores, n, ratio, lowest)
+    else:
+        scores = ok[['id']].assign(response_chars=ok.response.str.len())
+        sel = select_random(ok, n, ratio, seed) if by == 'random' else select_longest(ok, n, ratio)
+    summary = {'method': f'baseline-{by}', 'data': str(data), 'records': len(table), 'usable': len(ok), 'selected': len(sel),
+               'settings': dict(by=by, ratio=ratio, n=n, seed=seed, model=str(model) if by == 'perplexity' else None, lowest=lowest, limit=limit, **kwargs),
+               'seconds': round(time.time() - t0, 2)}
+    scores = scores.assign(selected=scores.id.isin(sel.id))
+    summary['files'] = {k: str(v) for k, v in save_run(out, table, scores, sel, summary).items()}
+    return summary

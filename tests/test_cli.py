@@ -40,3 +40,80 @@ def test_scar_subcommands_parse():
     assert (a.ppl_model, a.pooling, a.finetune_encoder, a.authors, a.rewriter) == ('smollm2-135m', 'mean', False, False, 'qwen2.5-coder-0.5b')
     assert build_parser().parse_args(['scar', 'train', '--authors']).authors
     assert build_parser().parse_args(['nuggets', '--data', 'alpaca', '--candidates', '12', '--out', 'o']).candidates == 12
+
+
+# --- issue 14: --fields / --split / --lenient on every data subcommand, and `select-nb baseline` ---------
+import datasets
+from select_nb.core import data_dir
+from select_nb.data import read_rows, load
+from select_nb.models import tiny_lm
+datasets.disable_progress_bars()
+
+DATA_COMMANDS = [['score', '--out', 'o.parquet'], ['superfilter', '--out', 'o'], ['kcenter', '--out', 'o'], ['nuggets', '--out', 'o'],
+                 ['scar', 'rank', '--ranker', 'r', '--out', 'o'], ['baseline', '--by', 'random', '--ratio', '0.1', '--out', 'o'],
+                 ['consistency', '--out', 'o']]
+
+@pytest.mark.parametrize('cmd', DATA_COMMANDS, ids=lambda c: c[0] if c[0] != 'scar' else 'scar-rank')
+def test_every_data_subcommand_takes_fields_split_lenient(cmd):
+    a = build_parser().parse_args(cmd + ['--data', 'x', '--fields', 'instruction=prompt,response=choices.0.text', '--lenient', '--split', 'test'])
+    assert a.fields == {'instruction': 'prompt', 'response': 'choices.0.text'} and a.lenient and a.split == 'test'
+    assert build_parser().parse_args(cmd + ['--data', 'x']).fields is None
+
+def test_bad_fields_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e: main(['baseline', '--data', 'alpaca', '--by', 'random', '--ratio', '0.1', '--out', 'o', '--fields', 'output=completion'])
+    assert e.value.code == 2 and "NAME one of instruction, input, response, conversation" in capsys.readouterr().err
+
+def _dolly_prompt_completion(path, n=12):
+    "Real Dolly records renamed to prompt / nested completion, as Parquet."
+    rows = json.loads((data_dir()/'dolly/dolly_3k.json').read_text())[:n]
+    out = [{'prompt': r['instruction'], 'context': r['input'] or None, 'meta': {'completion': r['output'], 'category': r['category']}} for r in rows]
+    pd.DataFrame(out).to_parquet(path)
+    return out
+
+@pytest.fixture(scope='module')
+def tiny_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp('tiny')
+    lm = tiny_lm(); lm.model.save_pretrained(d); lm.tokenizer.save_pretrained(d)
+    return str(d)
+
+def test_score_with_dotted_fields_on_parquet(tmp_path, tiny_dir, monkeypatch):
+    monkeypatch.setenv('SELECT_NB_CACHE', str(tmp_path/'cache'))
+    rows = _dolly_prompt_completion(tmp_path/'d.parquet')
+    main(['score', '--data', str(tmp_path/'d.parquet'), '--fields', 'instruction=prompt,input=context,response=meta.completion',
+          '--model', tiny_dir, '--dtype', 'fp32', '--out', str(tmp_path/'s.parquet')])
+    s = pd.read_parquet(tmp_path/'s.parquet')
+    assert len(s) == len(rows) and s.ifd_ppl.notna().all() and list(s.prompt) == [r['prompt'] for r in rows]
+
+def test_lenient_flag_reaches_the_job(tmp_path, capsys):
+    rows = json.loads((data_dir()/'alpaca/alpaca_random_9k.json').read_text())[:10]
+    rows[3] = {'instruction': rows[3]['instruction'], 'output': 3}
+    (tmp_path/'a.json').write_text(json.dumps(rows))
+    args = ['baseline', '--data', str(tmp_path/'a.json'), '--by', 'longest', '--n', '4', '--out', str(tmp_path/'run')]
+    with pytest.raises(SystemExit): main(args)
+    assert "a.json, record 3, field 'output': expected a string, got int" in capsys.readouterr().err
+    main(args + ['--lenient'])
+    summary = json.loads((tmp_path/'run'/'summary.json').read_text())
+    assert (summary['records'], summary['usable'], summary['selected']) == (10, 9, 4)
+    picked = json.loads((tmp_path/'run'/'selected.json').read_text())
+    assert picked == sorted([r for i, r in enumerate(rows) if i != 3], key=lambda r: -len(r['output']))[:4]
+
+def test_baseline_on_a_datasets_folder_writes_a_datasets_folder(tmp_path):
+    qs = {q['question_id']: q['turns'] for q in read_rows(data_dir()/'eval/mt_bench_80.jsonl')}
+    rows = [{'question_id': r['question_id'], 'messages': [{'role': 'user', 'content': qs[r['question_id']][0]},
+             {'role': 'assistant', 'content': r['choices'][0]['turns'][0]}, {'role': 'user', 'content': qs[r['question_id']][1]},
+             {'role': 'assistant', 'content': r['choices'][0]['turns'][1]}]} for r in read_rows(data_dir()/'eval/mt_bench_reference_gpt4.jsonl')]
+    datasets.DatasetDict(train=datasets.Dataset.from_list(rows)).save_to_disk(str(tmp_path/'mt'))
+    main(['baseline', '--data', str(tmp_path/'mt'), '--split', 'train', '--by', 'random', '--ratio', '0.2', '--seed', '3', '--out', str(tmp_path/'run')])
+    sel = datasets.load_from_disk(str(tmp_path/'run'/'selected')).to_list()
+    s = pd.read_parquet(tmp_path/'run'/'scores.parquet')
+    assert len(sel) == 6 and all(r in rows for r in sel) and s.selected.sum() == 6 and len(s) == 30
+    assert sorted(r['question_id'] for r in sel) == sorted(s[s.selected].merge(load(tmp_path/'mt', split='train')[['id', 'raw']]).raw.map(lambda r: r['question_id']))
+
+def test_baseline_perplexity_with_a_tiny_model(tmp_path, tiny_dir, monkeypatch):
+    monkeypatch.setenv('SELECT_NB_CACHE', str(tmp_path/'cache'))
+    main(['baseline', '--data', 'alpaca', '--limit', '12', '--by', 'perplexity', '--n', '3', '--model', tiny_dir, '--dtype', 'fp32', '--out', str(tmp_path/'run')])
+    s = pd.read_parquet(tmp_path/'run'/'scores.parquet')
+    low = s.dropna(subset=['ppl_cond']).nsmallest(3, 'ppl_cond').id
+    picked = json.loads((tmp_path/'run'/'selected.json').read_text())
+    t = load('alpaca', limit=12).set_index('id')
+    assert picked == list(t.loc[low].raw) and set(s[s.selected].id) == set(low)
