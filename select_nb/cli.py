@@ -26,7 +26,7 @@ def cmd_score(a):
     from select_nb.scoring import score
     table = load(a.data, limit=a.limit, lenient=a.lenient)
     t0 = time.time()
-    s = score(table, a.model, template=a.template, max_length=a.max_length, dtype=a.dtype)
+    s = score(table, a.model, template=a.template, max_length=a.max_length, dtype=a.dtype, start_token=a.start_token, authors=a.authors)
     own = _input_fields(table)
     own.columns = [c if c not in s.columns else f"{c}_input" for c in own.columns]
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +39,7 @@ def cmd_superfilter(a):
     "Superfiltering (IFD with a small model, top share, optional facility location)."
     from select_nb.ifd import superfilter_job
     res = superfilter_job(a.data, a.out, a.model, a.ratio, a.diversity, a.template, a.max_length, a.dtype, a.limit,
-                          a.col, a.total, a.kernel)
+                          a.col, a.total, a.kernel, start_token=a.start_token, authors=a.authors)
     print(f"selected {res['selected']} of {res['records']} records ({res['ifd_ge_1']} had IFD >= 1; "
           f"scoring took {res['seconds']['scoring']}s). Outputs in {a.out}/:")
     for name, path in res['files'].items(): print(f"  {name:9} {path}")
@@ -97,7 +97,7 @@ def cmd_list(a):
 def cmd_baseline(a):
     "A baseline selection: random, longest response, or lowest perplexity."
     from select_nb.perplexity import baseline_job
-    kw = dict(template=a.template, max_length=a.max_length, dtype=a.dtype) if a.by == 'perplexity' else {}
+    kw = dict(template=a.template, max_length=a.max_length, dtype=a.dtype, start_token=a.start_token, authors=a.authors) if a.by == 'perplexity' else {}
     res = baseline_job(a.data, a.out, a.by, a.ratio, a.n, a.seed, a.model, not a.highest, a.limit, **kw)
     print(f"baseline {a.by} kept {res['selected']} of {res['usable']} usable records; outputs in {a.out}/"); _print_files(res)
 
@@ -144,8 +144,10 @@ def _data_args(p, out_help):
 def _model_args(p):
     p.add_argument('--model', default='smollm2-135m', help="registry name, hub id or local directory")
     p.add_argument('--template', default='none', choices=['none', 'alpaca', 'vicuna', 'chat'])
-    p.add_argument('--max-length', type=int, default=1024)
-    p.add_argument('--dtype', choices=['bf16', 'fp32', 'fp16'], help="default: bf16")
+    p.add_argument('--max-length', type=int, help="token budget (default 1024; with --authors, the script's: 1024 / 512)")
+    p.add_argument('--dtype', choices=['bf16', 'fp32', 'fp16'], help="default: bf16 (with --authors: fp32, as the scripts)")
+    p.add_argument('--start-token', help="token that starts the unconditioned pass (default: the model's document start, e.g. <|endoftext|>)")
+    p.add_argument('--authors', choices=['superfiltering', 'cherry'], help="reproduce the authors' script record by record instead of our engine")
 
 # %% ../nbs/11_cli.ipynb #fa54bd91
 def build_parser()->argparse.ArgumentParser:
@@ -157,7 +159,7 @@ def build_parser()->argparse.ArgumentParser:
     p = sub.add_parser('superfilter', help="Superfiltering: IFD with a small model, keep the top share"); _data_args(p, "output folder"); _model_args(p)
     p.add_argument('--ratio', type=float, default=0.05, help="share of the dataset to keep (default 0.05)")
     p.add_argument('--diversity', type=int, metavar='FLA_NUM', help="Superfiltering.D: keep FLA_NUM of the top-ratio pool by facility location")
-    p.add_argument('--col', default='ifd_ppl', choices=['ifd_ppl', 'ifd_loss'], help="IFD definition")
+    p.add_argument('--col', choices=['ifd_ppl', 'ifd_loss'], help="IFD definition (default ifd_ppl; with --authors, the one they rank by)")
     p.add_argument('--total', type=int, help="dataset size the ratio applies to (52002 reproduces the authors' count)")
     p.add_argument('--kernel', default='cosine', choices=['cosine', 'euclidean'])
     p.set_defaults(func=cmd_superfilter)

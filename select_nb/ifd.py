@@ -13,6 +13,7 @@ from .core import pick_device
 from .data import load, save_run
 from .models import load_lm
 from .scoring import score
+from .authors import AUTHORS
 
 # %% auto #0
 __all__ = ['ifd_select', 'similarity', 'facility_location', 'superfilter_d', 'plot_ifd_summary', 'superfilter_job']
@@ -22,11 +23,12 @@ def ifd_select(scores:pd.DataFrame, # one row per record, with `id` and the IFD 
                ratio:float, # share of the dataset to keep
                col:str='ifd_ppl', # 'ifd_ppl' (Superfiltering) or 'ifd_loss' (Cherry LLM)
                total:int|None=None, # dataset size the ratio applies to (default: len(scores); 52002 = the authors')
+               strict:bool=True, # drop IFD >= 1 (Superfiltering); False drops only IFD > 1 (Cherry LLM)
               )->pd.DataFrame:
     "The Superfiltering selection: IFD < 1, highest IFD first, `int(total * ratio)` rows at most."
     if not 0 <= ratio <= 1: raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     n = int((len(scores) if total is None else total) * ratio)
-    keep = scores[scores[col].notna() & (scores[col] < 1)]
+    keep = scores[scores[col].notna() & ((scores[col] < 1) if strict else (scores[col] <= 1))]
     return keep.sort_values(col, ascending=False, kind='stable').head(n)
 
 # %% ../nbs/05_ifd.ipynb #5cd92393
@@ -104,22 +106,27 @@ def superfilter_job(data, # dataset name, path, DataFrame or Dataset
                     model='smollm2-135m', # scoring model
                     ratio:float=0.05, # share of the dataset to keep (with `diversity`: the IFD pool)
                     diversity:int|None=None, # FLA_NUM: keep this many by facility location from the IFD pool
-                    template:str='none', max_length:int=1024, dtype=None, limit:int|None=None,
-                    col:str='ifd_ppl', # 'ifd_ppl' or 'ifd_loss'
+                    template:str='none', max_length:int|None=None, dtype=None, limit:int|None=None,
+                    col:str|None=None, # 'ifd_ppl' or 'ifd_loss' (default: 'ifd_ppl'; with `authors`, the one the authors rank by)
                     total:int|None=None, # 52002 reproduces the authors' fixed count
                     kernel:str='cosine', # facility-location similarity
                     progress:bool=True,
+                    start_token:str|None=None, # override the model's document-start token
+                    authors:str|None=None, # 'superfiltering' or 'cherry': score and select as the authors' scripts do
                    )->dict:
     "Superfiltering end to end; writes the run folder and returns its summary."
     t0 = time.time(); table = load(data, limit=limit)
-    scores = score(table, model, template=template, max_length=max_length, dtype=dtype, progress=progress)
-    t1 = time.time(); sel = ifd_select(scores, ratio, col, total)
+    scores = score(table, model, template=template, max_length=max_length, dtype=dtype, progress=progress, start_token=start_token, authors=authors)
+    col = col or (AUTHORS[authors].score if authors else 'ifd_ppl')
+    if authors == 'cherry' and total is None: total = int((scores[col] <= 1).sum())  # Cherry's rate applies to the records it kept
+    t1 = time.time(); sel = ifd_select(scores, ratio, col, total, strict=authors != 'cherry')
     if diversity: sel = superfilter_d(table, scores, len(sel), diversity, kernel, col)
     selected = table.set_index('id', drop=False).loc[sel.id]
     summary = {'records': len(table), 'scored': int(scores[col].notna().sum()), 'status': scores.status.value_counts().to_dict(),
                'ifd_ge_1': int((scores[col] >= 1).sum()), 'selected': len(selected),
                'settings': dict(data=str(data), model=str(model), ratio=ratio, diversity=diversity, template=template,
-                                max_length=max_length, dtype=scores.dtype.iloc[0], col=col, total=total, kernel=kernel, limit=limit),
+                                max_length=int(scores.max_length.iloc[0]), dtype=scores.dtype.iloc[0], col=col, total=total, kernel=kernel, limit=limit,
+                                start_token=scores.start_token.iloc[0], convention=scores.convention.iloc[0]),
                'seconds': {'scoring': round(t1 - t0, 2), 'selection': round(time.time() - t1, 2)}}
     fig = plot_ifd_summary(scores, sel.id, col)
     summary['files'] = {k: str(v) for k, v in save_run(out, table, scores, selected, summary, {'summary': fig}).items()}

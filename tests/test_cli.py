@@ -117,3 +117,16 @@ def test_baseline_perplexity_with_a_tiny_model(tmp_path, tiny_dir, monkeypatch):
     picked = json.loads((tmp_path/'run'/'selected.json').read_text())
     t = load('alpaca', limit=12).set_index('id')
     assert picked == list(t.loc[low].raw) and set(s[s.selected].id) == set(low)
+
+def test_start_token_and_authors_from_the_shell(tmp_path):
+    from select_nb.cli import main
+    import pandas as pd
+    data = tmp_path/'d.json'; data.write_text(json.dumps([{'instruction': f'Say {w}.', 'input': '', 'output': f'{w} ' * (2 + i)} for i, w in enumerate(['a', 'b', 'c'])]))
+    model = tmp_path/'tiny'; lm = tiny_lm(); lm.model.save_pretrained(model); lm.tokenizer.save_pretrained(model)
+    main(['score', '--data', str(data), '--model', str(model), '--out', str(tmp_path/'s.parquet'), '--start-token', '<s>', '--dtype', 'fp32'])
+    s = pd.read_parquet(tmp_path/'s.parquet')
+    assert set(s.start_token) == {'<s>'} and set(s.convention) == {'select_nb'}
+    main(['superfilter', '--data', str(data), '--model', str(model), '--out', str(tmp_path/'sf'), '--authors', 'cherry', '--ratio', '1'])
+    summ = json.loads((tmp_path/'sf'/'summary.json').read_text())
+    assert summ['settings']['convention'] == 'cherry' and summ['settings']['col'] == 'ifd_loss' and summ['settings']['max_length'] == 512
+    with pytest.raises(SystemExit): main(['score', '--data', str(data), '--out', str(tmp_path/'x.parquet'), '--authors', 'nobody'])
