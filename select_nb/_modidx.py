@@ -296,4 +296,10 @@ d = { 'settings': { 'branch': 'main',
                                    'select_nb.scoring.score': ('scoring.html#score', 'select_nb/scoring.py'),
                                    'select_nb.scoring.score_batch': ('scoring.html#score_batch', 'select_nb/scoring.py'),
                                    'select_nb.scoring.sequences': ('scoring.html#sequences', 'select_nb/scoring.py'),
-                                   'select_nb.scoring.token_nll': ('scoring.html#token_nll', 'select_nb/scoring.py')}}}
+                                   'select_nb.scoring.token_nll': ('scoring.html#token_nll', 'select_nb/scoring.py')},
+            'select_nb.turns': { 'select_nb.turns._error': ('turns.html#_error', 'select_nb/turns.py'),
+                                 'select_nb.turns.aggregate_turns': ('turns.html#aggregate_turns', 'select_nb/turns.py'),
+                                 'select_nb.turns.expand_turns': ('turns.html#expand_turns', 'select_nb/turns.py'),
+                                 'select_nb.turns.score_turns': ('turns.html#score_turns', 'select_nb/turns.py'),
+                                 'select_nb.turns.transcript': ('turns.html#transcript', 'select_nb/turns.py'),
+                                 'select_nb.turns.turn_prompt': ('turns.html#turn_prompt', 'select_nb/turns.py')}}}

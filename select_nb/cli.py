@@ -24,13 +24,17 @@ def _input_fields(table):
 def cmd_score(a):
     "Score records with one model and write the per-record table."
     from select_nb.scoring import score
+    from select_nb.turns import score_turns
     table = load(a.data, limit=a.limit, lenient=a.lenient)
     t0 = time.time()
-    s = score(table, a.model, template=a.template, max_length=a.max_length, dtype=a.dtype, start_token=a.start_token, authors=a.authors)
+    kw = dict(max_length=a.max_length, dtype=a.dtype, start_token=a.start_token)
+    multi = 'turns' in table and table.turns.notna().any() and not a.authors
+    turns, s = score_turns(table, a.model, a.template, **kw) if multi else (None, score(table, a.model, template=a.template, authors=a.authors, **kw))
     own = _input_fields(table)
     own.columns = [c if c not in s.columns else f"{c}_input" for c in own.columns]
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
     pd.concat([s, own], axis=1).to_parquet(out, index=False)
+    if multi: turns.to_parquet(out.with_suffix('.turns.parquet'), index=False); print(f"{len(turns)} assistant turns -> {out.with_suffix('.turns.parquet')}")
     print(f"scored {int(s.ifd_ppl.notna().sum())} of {len(s)} records in {time.time()-t0:.1f}s "
           f"(status: {s.status.value_counts().to_dict()}) -> {out}")
 

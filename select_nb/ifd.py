@@ -13,6 +13,7 @@ from .core import pick_device
 from .data import load, save_run
 from .models import load_lm
 from .scoring import score
+from .turns import score_turns
 from .authors import AUTHORS
 
 # %% auto #0
@@ -116,7 +117,9 @@ def superfilter_job(data, # dataset name, path, DataFrame or Dataset
                    )->dict:
     "Superfiltering end to end; writes the run folder and returns its summary."
     t0 = time.time(); table = load(data, limit=limit)
-    scores = score(table, model, template=template, max_length=max_length, dtype=dtype, progress=progress, start_token=start_token, authors=authors)
+    kw = dict(max_length=max_length, dtype=dtype, progress=progress, start_token=start_token)
+    multi = 'turns' in table and table.turns.notna().any() and not authors  # conversations: every assistant turn (`03c_turns`)
+    per_turn, scores = score_turns(table, model, template, **kw) if multi else (None, score(table, model, template=template, authors=authors, **kw))
     col = col or (AUTHORS[authors].score if authors else 'ifd_ppl')
     if authors == 'cherry' and total is None: total = int((scores[col] <= 1).sum())  # Cherry's rate applies to the records it kept
     t1 = time.time(); sel = ifd_select(scores, ratio, col, total, strict=authors != 'cherry')
@@ -130,5 +133,6 @@ def superfilter_job(data, # dataset name, path, DataFrame or Dataset
                'seconds': {'scoring': round(t1 - t0, 2), 'selection': round(time.time() - t1, 2)}}
     fig = plot_ifd_summary(scores, sel.id, col)
     summary['files'] = {k: str(v) for k, v in save_run(out, table, scores, selected, summary, {'summary': fig}).items()}
+    if multi: per_turn.to_parquet(Path(out)/'turns.parquet', index=False); summary['files']['turns'] = str(Path(out)/'turns.parquet')
     plt.close(fig)
     return summary

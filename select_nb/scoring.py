@@ -39,7 +39,8 @@ def encode(records:pd.DataFrame, # rows of a table from `select_nb.data.load`
           )->pd.DataFrame:
     "Prompt ids, response ids as they appear after the prompt (truncated), and status of each record."
     if not getattr(tokenizer, 'is_fast', False): raise ValueError("The engine needs a fast tokenizer (offset mapping); load it with use_fast=True.")
-    prompts = [render_prompt(i, x, template, tokenizer) for i, x in zip(records.instruction, records.input)]
+    given = records['prompt'] if 'prompt' in records else [None] * len(records)  # a rendered prompt (e.g. a conversation so far) wins
+    prompts = [g if isinstance(g, str) else render_prompt(i, x, template, tokenizer) for i, x, g in zip(records.instruction, records.input, given)]
     joint = tokenizer([p + r for p, r in zip(prompts, records.response)], add_special_tokens=False, return_offsets_mapping=True)
     pre = [] if template == 'chat' else prepended_ids(tokenizer)  # a chat template brings its own BOS
     errors = records['error'] if 'error' in records else [None] * len(records)
