@@ -242,9 +242,12 @@ def weights_fingerprint(lm:LM)->str:
 # %% ../nbs/02_models.ipynb #0294f4e7
 def tokenizer_fingerprint(tokenizer)->str:
     "sha256 of everything that decides a tokenizer's ids: its class, full definition, special tokens and chat template."
+    tpl, memo = getattr(tokenizer, 'chat_template', None), getattr(tokenizer, '_select_nb_fingerprint', None)
+    if memo and memo[0] == (tpl, str(tokenizer.special_tokens_map)): return memo[1]  # hashing a 262k vocabulary takes a moment
     backend = tokenizer.backend_tokenizer.to_str() if getattr(tokenizer, 'is_fast', False) else repr(sorted(tokenizer.get_vocab().items()))
-    blob = json.dumps([type(tokenizer).__name__, backend, tokenizer.special_tokens_map, getattr(tokenizer, 'chat_template', None)], default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    fp = hashlib.sha256(json.dumps([type(tokenizer).__name__, backend, tokenizer.special_tokens_map, tpl], default=str).encode()).hexdigest()
+    tokenizer._select_nb_fingerprint = ((tpl, str(tokenizer.special_tokens_map)), fp)
+    return fp
 
 # %% ../nbs/02_models.ipynb #c41ae372
 def _fingerprint_at_load(name:str, path:str, model)->str:
