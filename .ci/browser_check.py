@@ -23,6 +23,8 @@ def start_lab(tmp, port, token):
     settings = tmp/'settings'/'@jupyterlab'/'docmanager-extension'
     settings.mkdir(parents=True)
     (settings/'plugin.jupyterlab-settings').write_text(json.dumps({'autosave': False}))
+    (settings.parent/'apputils-extension').mkdir()
+    (settings.parent/'apputils-extension'/'notification.jupyterlab-settings').write_text(json.dumps({'fetchNews': 'false'}))  # no news toast
     jupyter = Path(sys.executable).parent/'jupyter'
     cmd = [str(jupyter), 'lab', '--no-browser', '--allow-root', '--ip=127.0.0.1', f'--port={port}', f'--IdentityProvider.token={token}',
            f'--ServerApp.root_dir={root}', f'--LabApp.user_settings_dir={tmp/"settings"}', f'--LabApp.workspaces_dir={tmp/"ws"}',
