@@ -25,6 +25,8 @@ def start_lab(tmp, port, token):
     (settings/'plugin.jupyterlab-settings').write_text(json.dumps({'autosave': False}))
     (settings.parent/'apputils-extension').mkdir()
     (settings.parent/'apputils-extension'/'notification.jupyterlab-settings').write_text(json.dumps({'fetchNews': 'false'}))  # no news toast
+    (settings.parent/'notebook-extension').mkdir()  # render every cell, so that an output far below the fold is checked too
+    (settings.parent/'notebook-extension'/'tracker.jupyterlab-settings').write_text(json.dumps({'windowingMode': 'none'}))
     jupyter = Path(sys.executable).parent/'jupyter'
     cmd = [str(jupyter), 'lab', '--no-browser', '--allow-root', '--ip=127.0.0.1', f'--port={port}', f'--IdentityProvider.token={token}',
            f'--ServerApp.root_dir={root}', f'--LabApp.user_settings_dir={tmp/"settings"}', f'--LabApp.workspaces_dir={tmp/"ws"}',
@@ -39,7 +41,7 @@ def start_lab(tmp, port, token):
     proc.terminate(); sys.exit(f"JupyterLab did not start:\n{(tmp/'lab.log').read_text()[-3000:]}")
 
 def prompts(page):
-    return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt').all_inner_texts()
+    return [t.strip() for t in page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputArea-prompt').all_text_contents()]
 
 def check(page, base, nb, shot, timeout):
     "Open `nb`, run all its cells from the menu, return a list of problems (empty when it passes)."
@@ -54,7 +56,7 @@ def check(page, base, nb, shot, timeout):
     if page.locator('.jp-Dialog').count():
         problems.append(f'{nb}: a dialog opened: {page.locator(".jp-Dialog").first.inner_text()[:200]!r}')
     if page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current.jp-mod-dirty').count():
-        problems.append(f'{nb}: opening it marked it modified')
+        problems.append(f'{nb}: opening it marked it modified (its kernelspec or language_info differ from what the kernel reports: .ci/kernelspec.py)')
     if problems: return problems + shoot(page, shot)  # no kernel: running the cells would only wait
     n_code = len(prompts(page))
     page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
@@ -62,8 +64,9 @@ def check(page, base, nb, shot, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
         p = prompts(page)
-        done = all(x.strip() not in ('[ ]:', '[*]:', '') for x in p)
-        if done and indicator.get_attribute('data-status') == 'idle': break
+        done = all(x not in ('[ ]:', '[*]:', '') for x in p)
+        idle = indicator.get_attribute('data-status') == 'idle'
+        if idle and (done or page.locator(STDERR).count()): break  # finished, or stopped at an error
         page.wait_for_timeout(1000)
     else: problems.append(f'{nb}: cells not done after {timeout}s: {prompts(page)}')
     page.wait_for_timeout(1000)
