@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run notebooks in place so they keep their outputs (a guided tour in JupyterLab), skipping the cells
 nbdev_test skips (`#| slow`, `#| gpu`, `#| notest`, `#| eval: false`) unless named with --flags.
-Usage: .venv/bin/python .ci/execute_nbs.py [--flags slow] nbs/03_scoring.ipynb ...   (then run nbdev_clean)"""
+Usage: .venv/bin/python .ci/execute_nbs.py [--flags slow] [--keep-skipped] nbs/03_scoring.ipynb ...   (then run nbdev_clean)
+--keep-skipped: cells not run keep the outputs they had (else they are cleared)."""
 import argparse, os, re, sys
 from pathlib import Path
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -18,12 +19,12 @@ def skip(flags):
     return _skip
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser(); ap.add_argument('--flags', action='append', default=[]); ap.add_argument('nbs', nargs='+')
+    ap = argparse.ArgumentParser(); ap.add_argument('--flags', action='append', default=[]); ap.add_argument('--keep-skipped', action='store_true'); ap.add_argument('nbs', nargs='+')
     a = ap.parse_args()
     for fn in map(Path, a.nbs):
         nb = read_nb(fn)
         for c in nb.cells:
-            if c.cell_type == 'code': c.outputs, c.execution_count = [], None
+            if c.cell_type == 'code' and not (a.keep_skipped and skip(a.flags)(c)): c.outputs, c.execution_count = [], None
         with working_directory(fn.parent):
             sh = CaptureShell(fn)
             sh.run_all(nb, exc_stop=True, preproc=skip(a.flags))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_kcenter.ipynb #a039c7fd
 from __future__ import annotations
-import copy, math, random, time
+import copy, math, random, time, warnings
 from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +164,9 @@ def lora_train(base:str|LM='smollm2-135m', # the starting model (name or `LM`), 
     from peft import LoraConfig, get_peft_model
     lm0 = load_lm(base, device, dtype); torch.manual_seed(seed + round)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules='all-linear', task_type='CAUSAL_LM')
-    model = get_peft_model(copy.deepcopy(lm0.model), cfg).train()
+    with warnings.catch_warnings():  # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`; harmless
+        warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprecated', category=FutureWarning)
+        model = get_peft_model(copy.deepcopy(lm0.model), cfg).train()
     seqs, n_prompt = _pool_batches(records, lm0.tokenizer, template, max_length)
     opt, rng, losses = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr), random.Random(seed + round), []
     batches = make_batches([len(s) for s in seqs], batch_tokens)
