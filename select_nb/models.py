@@ -165,6 +165,13 @@ def _convert_gguf(gguf:Path, out:Path):
     model.save_pretrained(tmp); tok.save_pretrained(tmp)
     tmp.rename(out)
 
+# %% ../nbs/02_models.ipynb #33f475d4
+class _quiet_loading:
+    "Turn transformers' weight-loading progress bars off for a block (loading a converted model takes a second)."
+    def __enter__(self): self.was = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()
+    def __exit__(self, *exc):
+        if self.was: hf_logging.enable_progress_bar()
+
 # %% ../nbs/02_models.ipynb #e73ed263
 def model_path(name:str, # registry name or alias, hub id, or local directory
                verbose:bool=True, # say when a packaged model is being converted
@@ -177,12 +184,12 @@ def model_path(name:str, # registry name or alias, hub id, or local directory
     if spec.folder: return str(package_dir(spec, spec.folder[0])/spec.folder[1])
     out = cache_dir('models')/spec.name
     if (out/'config.json').exists(): return str(out)
-    if verbose: print(f"Converting packaged {spec.name} to {out} (once; this takes a minute)...")
+    if verbose: print(f"Converting packaged {spec.name} once into the model cache (this takes a minute)...")
     t0, work = time.time(), cache_dir('models', f'{spec.name}.gguf-work')
     try:
         if len(spec.parts) > 1: gguf = assemble_gguf(spec, work)
         else: gguf = _verified(spec, part_paths(spec)[0])  # a single-file package: verify it in place
-        _convert_gguf(gguf, out)
+        with _quiet_loading(): _convert_gguf(gguf, out)
     finally: shutil.rmtree(work, ignore_errors=True)
     if verbose: print(f"  done in {time.time()-t0:.0f}s")
     return str(out)
@@ -203,13 +210,6 @@ class LM:
     def dtype(self): return next(self.model.parameters()).dtype
 
 _LOADED = {}
-
-# %% ../nbs/02_models.ipynb #33f475d4
-class _quiet_loading:
-    "Turn transformers' weight-loading progress bars off for a block (loading a converted model takes a second)."
-    def __enter__(self): self.was = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()
-    def __exit__(self, *exc):
-        if self.was: hf_logging.enable_progress_bar()
 
 # %% ../nbs/02_models.ipynb #559d5927
 WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.gguf')
