@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm
 from .core import *
-from .models import ALIASES, MODELS, LM, load_lm, model_path
+from .models import ALIASES, MODELS, LM, load_lm, model_path, _quiet_loading
 from .scoring import _pad, default_batch_tokens, make_batches
 
 # %% auto #0
@@ -32,7 +32,8 @@ def sentence_model(model:str='minilm-l6', # registry name, hub id or a sentence-
     from sentence_transformers import SentenceTransformer
     dev = pick_device(device)
     key = (model, str(dev))
-    if key not in _ST: _ST[key] = SentenceTransformer(model_path(model), device=str(dev))
+    if key not in _ST:
+        with _quiet_loading(): _ST[key] = SentenceTransformer(model_path(model), device=str(dev))
     return _ST[key]
 
 # %% ../nbs/07_embed.ipynb #df2fd6ba

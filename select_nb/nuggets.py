@@ -347,7 +347,9 @@ def nuggets_job(data, # path or dataset name (see `select_nb.data.load`)
                'above': threshold_table({name: scores}).iloc[0].drop('scored').to_dict(), 'status': scores.status.value_counts().to_dict(),
                'model': str(scores.model.iloc[0]), 'anchor_max_tokens': amax, 'anchor_bos': abos, 'max_length': max_length,
                'seconds_anchors': round(t1 - t0, 1), 'seconds_scoring': round(time.time() - t1, 1)}
-    save_run(out, cand, scores, selected, summary, {'golden_scores': golden_figure({name: scores})})
+    fig = golden_figure({name: scores})
+    save_run(out, cand, scores, selected, summary, {'golden_scores': fig})
+    import matplotlib.pyplot as plt; plt.close(fig)  # saved, not shown
     write_records(anchor_table, Path(out)/'anchors.json')
     for t in THRESHOLDS: write_records(select_above(cand, scores, t), selection_path(cand, Path(out)/'by_threshold', f"selected_above_{t:g}"))
     return summary
