@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 from .core import *
-from .models import model_path
+from .models import model_path, _quiet_loading
 from .scar_data import *
 
 # %% auto #0
@@ -39,7 +39,7 @@ class ScarRanker(nn.Module):
         super().__init__()
         self.config = config = config or ScarConfig()
         path = None if encoder is not None and tokenizer is not None else model_path(config.encoder)
-        self.encoder = encoder if encoder is not None else AutoModel.from_pretrained(path)
+        with _quiet_loading(): self.encoder = encoder if encoder is not None else AutoModel.from_pretrained(path)
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
         h = self.encoder.config.hidden_size; d = config.hidden or h
         self.surprisal = nn.Sequential(nn.Linear(2 * h, d), nn.ReLU(), nn.Linear(d, h))
