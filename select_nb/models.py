@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #3ea1f87b
 from __future__ import annotations
-import hashlib, importlib.util, json, shutil, time
+import fcntl, hashlib, importlib.util, json, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -184,13 +184,16 @@ def model_path(name:str, # registry name or alias, hub id, or local directory
     if spec.folder: return str(package_dir(spec, spec.folder[0])/spec.folder[1])
     out = cache_dir('models')/spec.name
     if (out/'config.json').exists(): return str(out)
-    if verbose: print(f"Converting packaged {spec.name} once into the model cache (this takes a minute)...")
-    t0, work = time.time(), cache_dir('models', f'{spec.name}.gguf-work')
-    try:
-        if len(spec.parts) > 1: gguf = assemble_gguf(spec, work)
-        else: gguf = _verified(spec, part_paths(spec)[0])  # a single-file package: verify it in place
-        with _quiet_loading(): _convert_gguf(gguf, out)
-    finally: shutil.rmtree(work, ignore_errors=True)
+    with open(cache_dir('models')/f'.{spec.name}.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process converts; others (parallel notebooks, two jobs) wait, then find it done
+        if (out/'config.json').exists(): return str(out)
+        if verbose: print(f"Converting packaged {spec.name} once into the model cache (this takes a minute)...")
+        t0, work = time.time(), cache_dir('models', f'{spec.name}.gguf-work')
+        try:
+            if len(spec.parts) > 1: gguf = assemble_gguf(spec, work)
+            else: gguf = _verified(spec, part_paths(spec)[0])  # a single-file package: verify it in place
+            with _quiet_loading(): _convert_gguf(gguf, out)
+        finally: shutil.rmtree(work, ignore_errors=True)
     if verbose: print(f"  done in {time.time()-t0:.0f}s")
     return str(out)
 

@@ -23,3 +23,14 @@ def test_smollm2_from_package_scores_a_real_alpaca_record(smol):
     s = score(rec, smol, cache=False, progress=False)
     assert s.status[0] == 'ok' and s.n_response[0] > 10
     assert 1 < s.ppl_cond[0] < 100 and 0 < s.ifd_ppl[0] < 2
+
+def test_two_processes_convert_a_packaged_model_once(tmp_path):
+    "Parallel notebooks on a cold cache: both get the converted folder, converted once (no rename race)."
+    import os, subprocess, sys
+    code = "from select_nb.models import model_path; print(model_path('smollm2-135m'))"
+    env = {**os.environ, 'SELECT_NB_CACHE': str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-500:] for _, e in outs]
+    assert sum('Converting packaged' in o for o, _ in outs) == 1
+    assert (tmp_path/'models'/'smollm2-135m'/'config.json').exists()
