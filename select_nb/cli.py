@@ -43,7 +43,7 @@ def cmd_superfilter(a):
     "Superfiltering (IFD with a small model, top share, optional facility location)."
     from select_nb.ifd import superfilter_job
     res = superfilter_job(a.data, a.out, a.model, a.ratio, a.diversity, a.template, a.max_length, a.dtype, a.limit,
-                          a.col, a.total, a.kernel, start_token=a.start_token, authors=a.authors)
+                          a.col, a.total, a.kernel, start_token=a.start_token, authors=a.authors, knn=a.knn)
     print(f"selected {res['selected']} of {res['records']} records ({res['ifd_ge_1']} had IFD >= 1; "
           f"scoring took {res['seconds']['scoring']}s). Outputs in {a.out}/:")
     for name, path in res['files'].items(): print(f"  {name:9} {path}")
@@ -166,6 +166,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--col', choices=['ifd_ppl', 'ifd_loss'], help="IFD definition (default ifd_ppl; with --authors, the one they rank by)")
     p.add_argument('--total', type=int, help="dataset size the ratio applies to (52002 reproduces the authors' count)")
     p.add_argument('--kernel', default='cosine', choices=['cosine', 'euclidean'])
+    p.add_argument('--knn', type=int, help="facility location on each record's KNN nearest neighbours only (sparse; for large pools)")
     p.set_defaults(func=cmd_superfilter)
     p = sub.add_parser('consistency', help="weak-to-strong: do a ladder of models agree on IFD?")
     p.add_argument('--data', required=True, help="comma-separated dataset names or paths")

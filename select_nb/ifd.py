@@ -17,7 +17,8 @@ from .turns import score_turns
 from .authors import AUTHORS
 
 # %% auto #0
-__all__ = ['ifd_select', 'similarity', 'facility_location', 'superfilter_d', 'plot_ifd_summary', 'superfilter_job']
+__all__ = ['ifd_select', 'similarity', 'similarity_block', 'facility_location', 'knn_graph', 'superfilter_d', 'plot_ifd_summary',
+           'superfilter_job']
 
 # %% ../nbs/05_ifd.ipynb #5e55fad3
 def ifd_select(scores:pd.DataFrame, # one row per record, with `id` and the IFD column
@@ -37,36 +38,66 @@ def similarity(emb:torch.Tensor, # [N, D] embeddings (L2-normalised for 'cosine'
                kernel:str='cosine', # 'cosine' or the authors' 'euclidean': exp(-||a-b|| / D)
               )->torch.Tensor:
     "The [N, N] similarity matrix used by facility location."
-    if kernel == 'cosine': return (emb @ emb.T).clamp(min=0)
-    if kernel == 'euclidean': return torch.exp(-torch.cdist(emb, emb) / emb.shape[1])
+    return similarity_block(emb, emb, kernel)
+
+def similarity_block(a:torch.Tensor, # [M, D] rows
+                     b:torch.Tensor, # [N, D] columns
+                     kernel:str='cosine', # as in `similarity`
+                    )->torch.Tensor:
+    "The [M, N] similarities of rows `a` to `b` (`similarity(emb)` is `similarity_block(emb, emb)`)."
+    if kernel == 'cosine': return (a @ b.T).clamp(min=0)
+    if kernel == 'euclidean': return torch.exp(-torch.cdist(a, b) / a.shape[1])
     raise ValueError(f"Unknown kernel {kernel!r}: use 'cosine' or 'euclidean'")
 
 # %% ../nbs/05_ifd.ipynb #103ad898
 def _gains(sim, best, idx):
-    "Exact facility-location gains of candidates `idx` given each row's current best similarity."
-    return (sim[:, idx] - best[:, None]).clamp(min=0).sum(0)
+    "Exact facility-location gains of candidates `idx` given each row's current best similarity (dense tensor or sparse graph)."
+    if isinstance(sim, torch.Tensor): return (sim[:, idx] - best[:, None]).clamp(min=0).sum(0)
+    col = lambda j: (torch.from_numpy(sim.data[sim.indptr[j]:sim.indptr[j+1]]) - best[sim.indices[sim.indptr[j]:sim.indptr[j+1]]]).clamp(min=0).sum()
+    return torch.stack([col(int(j)) for j in idx]) if len(idx) else best.new_zeros(0)
+
+def _serve(sim, best, j):
+    "Each row's best similarity once `j` is selected."
+    if isinstance(sim, torch.Tensor): return torch.maximum(best, sim[:, j])
+    rows, vals = sim.indices[sim.indptr[j]:sim.indptr[j+1]], torch.from_numpy(sim.data[sim.indptr[j]:sim.indptr[j+1]])
+    best[rows] = torch.maximum(best[rows], vals)
+    return best
 
 # %% ../nbs/05_ifd.ipynb #6f53d7e0
-def facility_location(sim:torch.Tensor, # [N, N] non-negative similarities (any device)
+def facility_location(sim, # [N, N] non-negative similarities: a tensor (any device) or a sparse `knn_graph` (CPU)
                       k:int, # how many to pick
                       batch:int=64, # candidates re-evaluated per step
                      )->list:
     "Indices chosen by lazy greedy maximisation of facility location, in pick order."
     n = sim.shape[0]; k = min(k, n)
-    best = torch.zeros(n, dtype=sim.dtype, device=sim.device)
-    bound, fresh = _gains(sim, best, torch.arange(n, device=sim.device)), torch.ones(n, dtype=torch.bool, device=sim.device)
+    dev = sim.device if isinstance(sim, torch.Tensor) else 'cpu'
+    best = torch.zeros(n, dtype=sim.dtype if isinstance(sim, torch.Tensor) else torch.float64, device=dev)
+    bound, fresh = _gains(sim, best, torch.arange(n, device=dev)), torch.ones(n, dtype=torch.bool, device=dev)
     picked, picks = torch.zeros_like(fresh), []
     while len(picks) < k:
         top = bound.max()
         tied = bound >= top
         if fresh[tied].all():
             j = int(tied.nonzero()[0]); picks.append(j)
-            best = torch.maximum(best, sim[:, j]); bound[j] = -float('inf'); picked[j] = True
+            best = _serve(sim, best, j); bound[j] = -float('inf'); picked[j] = True
             fresh = picked.clone()  # every other bound is stale now
             continue
         idx = bound.masked_fill(fresh, -float('inf')).topk(min(batch, int((~fresh).sum()))).indices
         bound[idx], fresh[idx] = _gains(sim, best, idx), True
     return picks
+
+# %% ../nbs/05_ifd.ipynb #861e6576
+def knn_graph(emb:torch.Tensor, # [N, D] embeddings (L2-normalised for 'cosine')
+              k:int, # neighbours kept per record (itself included)
+              kernel:str='cosine', # as in `similarity`
+              rows:int=2048, # rows of the similarity computed at once
+             ):
+    "The sparse similarity of each record to its `k` most similar records (row i: i's neighbours), as a CSC matrix."
+    import scipy.sparse as sp
+    n, k = emb.shape[0], min(k, emb.shape[0])
+    vals, cols = zip(*[similarity_block(emb[i:i + rows], emb, kernel).topk(k, dim=1) for i in range(0, n, rows)])
+    v, c = torch.cat(vals).double().cpu().numpy().ravel(), torch.cat(cols).cpu().numpy().ravel()
+    return sp.csr_matrix((v, (np.repeat(np.arange(n), k), c)), shape=(n, n)).tocsc()
 
 # %% ../nbs/05_ifd.ipynb #690bbd15
 def superfilter_d(table:pd.DataFrame, # records from `load`
@@ -76,13 +107,15 @@ def superfilter_d(table:pd.DataFrame, # records from `load`
                   kernel:str='cosine', # 'cosine' or 'euclidean' (the authors')
                   col:str='ifd_ppl', # IFD definition
                   device=None, # where facility location runs (default: CUDA when present)
+                  knn:int|None=None, # keep each record's `knn` most similar records only (sparse; for large pools)
                  )->pd.DataFrame:
     "Superfiltering.D: facility location over the `ifd_num` top-IFD records, keeping `fla_num`."
     from select_nb.embed import embed_sentences, record_texts
     top = ifd_select(scores, 1.0, col).head(ifd_num)
     rows = table.set_index('id').loc[top.id].reset_index()
     emb = embed_sentences(record_texts(rows), progress=False).to(pick_device(device))
-    picks = facility_location(similarity(emb.double() if emb.device.type == 'cpu' else emb, kernel), fla_num)
+    emb = emb.double() if emb.device.type == 'cpu' else emb
+    picks = facility_location(knn_graph(emb, knn, kernel) if knn else similarity(emb, kernel), fla_num)
     return top.iloc[picks]
 
 # %% ../nbs/05_ifd.ipynb #3035b065
@@ -111,6 +144,7 @@ def superfilter_job(data, # dataset name, path, DataFrame or Dataset
                     col:str|None=None, # 'ifd_ppl' or 'ifd_loss' (default: 'ifd_ppl'; with `authors`, the one the authors rank by)
                     total:int|None=None, # 52002 reproduces the authors' fixed count
                     kernel:str='cosine', # facility-location similarity
+                    knn:int|None=None, # facility location on each record's `knn` nearest neighbours only (large pools)
                     progress:bool=True,
                     start_token:str|None=None, # override the model's document-start token
                     authors:str|None=None, # 'superfiltering' or 'cherry': score and select as the authors' scripts do
@@ -123,12 +157,12 @@ def superfilter_job(data, # dataset name, path, DataFrame or Dataset
     col = col or (AUTHORS[authors].score if authors else 'ifd_ppl')
     if authors == 'cherry' and total is None: total = int((scores[col] <= 1).sum())  # Cherry's rate applies to the records it kept
     t1 = time.time(); sel = ifd_select(scores, ratio, col, total, strict=authors != 'cherry')
-    if diversity: sel = superfilter_d(table, scores, len(sel), diversity, kernel, col)
+    if diversity: sel = superfilter_d(table, scores, len(sel), diversity, kernel, col, knn=knn)
     selected = table.set_index('id', drop=False).loc[sel.id]
     summary = {'records': len(table), 'scored': int(scores[col].notna().sum()), 'status': scores.status.value_counts().to_dict(),
                'ifd_ge_1': int((scores[col] >= 1).sum()), 'selected': len(selected),
                'settings': dict(data=str(data), model=str(model), ratio=ratio, diversity=diversity, template=template,
-                                max_length=int(scores.max_length.iloc[0]), dtype=scores.dtype.iloc[0], col=col, total=total, kernel=kernel, limit=limit,
+                                max_length=int(scores.max_length.iloc[0]), dtype=scores.dtype.iloc[0], col=col, total=total, kernel=kernel, knn=knn, limit=limit,
                                 start_token=scores.start_token.iloc[0], convention=scores.convention.iloc[0]),
                'seconds': {'scoring': round(t1 - t0, 2), 'selection': round(time.time() - t1, 2)}}
     fig = plot_ifd_summary(scores, sel.id, col)

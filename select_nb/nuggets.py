@@ -163,6 +163,19 @@ def random_anchors(table:pd.DataFrame, # the pool (rows of `load`)
     return good.sample(n=min(n, len(good)), random_state=seed)
 
 # %% ../nbs/08_nuggets.ipynb #c6f135dd
+def _nearest(c:np.ndarray, # [K, d] centroids
+             x:np.ndarray, # [N, d] records
+             rows:int=4096, # records compared at once (memory K x rows x d)
+            )->np.ndarray:
+    "Index of the record nearest each centroid (squared L2; the first on ties), a block of records at a time."
+    best, arg = np.full(len(c), np.inf), np.zeros(len(c), dtype=int)
+    for i in range(0, len(x), rows):
+        d = ((c[:, None, :] - x[None, i:i + rows]) ** 2).sum(-1)
+        j = d.argmin(1); dj = d[np.arange(len(c)), j]
+        better = dj < best; best[better], arg[better] = dj[better], i + j[better]
+    return arg
+
+#| export
 def kmeans_anchors(table:pd.DataFrame, # the pool (rows of `load`)
                    n:int=100, # clusters
                    seed:int=0, # KMeans `random_state`
@@ -175,8 +188,7 @@ def kmeans_anchors(table:pd.DataFrame, # the pool (rows of `load`)
     good = table[[_status(e, r) is None for e, r in zip(table['error'], table.response)]]
     x = np.asarray(emb if emb is not None else embed(good, model, progress=False), dtype=np.float64)  # cached on disk by record id
     km = KMeans(n_clusters=min(n, len(good)), random_state=seed, n_init=10).fit(x)
-    d = ((km.cluster_centers_[:, None, :] - x[None]) ** 2).sum(-1)  # [centroids, records]
-    return good.iloc[sorted(set(d.argmin(1).tolist()))]
+    return good.iloc[sorted(set(_nearest(km.cluster_centers_, x).tolist()))]
 
 # %% ../nbs/08_nuggets.ipynb #b1425735
 def pick_anchors(spec:str, # 'random:N', 'kmeans:N', a file path or a named dataset

@@ -2,6 +2,7 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from select_nb.ifd import ifd_select, facility_location, similarity, superfilter_job
+from select_nb.data import load
 
 def test_selection_rules():
     t = pd.DataFrame({'id': list('abcdefg'), 'ifd_ppl': [0.5, 0.9, np.nan, 1.0, 0.9, 1.3, 0.2]})
@@ -68,3 +69,22 @@ def test_killed_run_resumes_with_the_same_selection(tmp_path):
     assert _run(args + ['--out', str(tmp_path/'o2')], tmp_path/'clean').wait() == 0
     a, b = (json.loads((tmp_path/o/'selected.json').read_text()) for o in ('o1', 'o2'))
     assert a == b and len(a) == 4
+
+def test_sparse_knn_facility_location_matches_dense_on_real_embeddings():
+    "Real MiniLM embeddings of Alpaca records: every neighbour kept gives the dense picks; fewer, the sparsified dense picks."
+    import torch
+    from select_nb.embed import embed_sentences, record_texts
+    from select_nb.ifd import facility_location, knn_graph, similarity
+    emb = embed_sentences(record_texts(load('alpaca', limit=120)), progress=False).double()
+    assert facility_location(knn_graph(emb, 120, rows=50), 25) == facility_location(similarity(emb), 25)
+    g = knn_graph(emb, 15, rows=50)
+    assert g.nnz == 120 * 15
+    assert facility_location(g, 25) == facility_location(torch.from_numpy(g.toarray()), 25)
+
+def test_superfilter_d_with_a_knn_graph(tiny):
+    from select_nb.ifd import superfilter_d
+    from select_nb.scoring import score
+    t = load('alpaca', limit=60)
+    s = score(t, tiny, cache=False, progress=False)
+    dense, sparse = superfilter_d(t, s, 40, 10), superfilter_d(t, s, 40, 10, knn=40)
+    assert list(dense.id) == list(sparse.id) and len(superfilter_d(t, s, 40, 10, knn=5)) == 10

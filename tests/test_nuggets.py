@@ -140,3 +140,8 @@ def test_zero_and_one_shot_share_one_numeric_path_at_default_precision(smol, tmp
     assert np.array_equal(zero_file, z)  # the job's zero-shot is the same numbers
     direct = [N.golden_score(N.one_shot(smol, ids, a), z) for ids in N.encode_examples(al.iloc[16:18], smol.tokenizer, bos=True).ids]
     assert gs.golden.astype(float).tolist() == direct  # the candidate scored by the job and by hand: identical golden scores
+
+def test_kmeans_anchors_nearest_in_blocks_equals_full_argmin():
+    rng = np.random.default_rng(1)
+    c, x = rng.normal(size=(20, 16)), rng.normal(size=(3000, 16))
+    assert (N._nearest(c, x, rows=128) == ((c[:, None, :] - x[None]) ** 2).sum(-1).argmin(1)).all()
