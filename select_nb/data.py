@@ -11,8 +11,8 @@ import numpy as np, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
 from .core import *
 
 # %% auto #0
-__all__ = ['FORMATS', 'DATASETS', 'DataError', 'read_rows', 'to_table', 'Source', 'load', 'load_named', 'write_records',
-           'selection_path', 'save_run']
+__all__ = ['FORMATS', 'DATASETS', 'DataError', 'read_rows', 'transcript', 'to_table', 'Source', 'load', 'load_named',
+           'write_records', 'selection_path', 'save_run']
 
 # %% ../nbs/01_data.ipynb #3c59bd9c
 class DataError(ValueError):
@@ -108,6 +108,13 @@ def _turns(conv, # a list of turns: `from`/`value` (ShareGPT) or `role`/`content
         out.append({'role': role, 'content': text})
     return out
 
+# %% ../nbs/01_data.ipynb #35035c4b
+def transcript(turns:list, # `{'role', 'content'}` dicts: the conversation before an assistant turn
+              )->str:
+    "The conversation so far as one instruction: the message alone if there is one, else `ROLE: content` lines."
+    if len(turns) == 1: return turns[0]['content']
+    return '\n'.join(f"{t['role'].upper()}: {t['content']}" for t in turns)
+
 # %% ../nbs/01_data.ipynb #cd233c9e
 def _from_conversation(conv, # a list of turns
                        field:str='conversations', # its path in the row
@@ -117,8 +124,7 @@ def _from_conversation(conv, # a list of turns
     last = max((i for i, t in enumerate(turns) if t['role'] == 'assistant'), default=None)
     if last is None: raise DataError("no assistant turn", field=field)
     before = turns[:last]
-    if len(before) == 1: instruction = before[0]['content']
-    else: instruction = '\n'.join(f"{t['role'].upper()}: {t['content']}" for t in before)
+    instruction = transcript(before)
     single = [t['role'] for t in turns] == ['user', 'assistant']
     return (instruction, '', turns[last]['content']), (None if single else turns)
 

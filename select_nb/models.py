@@ -97,12 +97,12 @@ def token_id(tokenizer, # the model's tokenizer
              token:str, # a token of its vocabulary, e.g. '<|endoftext|>'
             )->int:
     "The id of a single vocabulary token, or a clear error."
-    tid = tokenizer.get_vocab().get(token)
-    if tid is None: raise ValueError(f"start token {token!r} is not a token of this tokenizer's vocabulary")
+    tid = tokenizer.convert_tokens_to_ids(token)  # an unknown token maps to the unknown id (or None): check the way back
+    if tid is None or tokenizer.convert_ids_to_tokens(tid) != token: raise ValueError(f"start token {token!r} is not a token of this tokenizer's vocabulary")
     return tid
 
 # %% ../nbs/02_models.ipynb #e5955f9e
-def start_of(lm, # an `LM` # the model
+def start_of(lm, # the model (an `LM`)
              start_token:str|None=None, # override the model's document-start token
             )->tuple:
     "The token that starts the unconditioned pass, and its id: `start_token`, else the model's document start."
@@ -268,7 +268,7 @@ def load_lm(name:str|LM, # registry name, hub id, local directory, or an `LM` (r
     "Load a causal LM and its tokenizer once per process, on `device` in `dtype`."
     if isinstance(name, LM): return name
     name = ALIASES.get(name, name)
-    dev, dt, path = pick_device(device), pick_dtype(dtype, device), model_path(ALIASES.get(name, name))
+    dev, dt, path = pick_device(device), pick_dtype(dtype, device), model_path(name)
     key = (name, str(dev), dt, dir_fingerprint(path) if Path(path).is_dir() and name not in MODELS else None)
     if key not in _LOADED:
         tok = AutoTokenizer.from_pretrained(path)

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 from .core import *
 from .data import load, save_run, write_records, selection_path
-from .models import LM, load_lm, weights_fingerprint, tokenizer_fingerprint
+from .models import LM, load_lm, prepended_ids, weights_fingerprint, tokenizer_fingerprint
 from .scoring import token_nll, make_batches, default_batch_tokens, _scored_nll, _pad
 
 # %% auto #0
@@ -29,12 +29,6 @@ def nuggets_prompt(instruction:str, # the instruction
     if input: return f"Instruction:\n{instruction}\nInput:\n{input}\nResponse:\n"
     return f"Instruction:\n{instruction}\nResponse:\n"
 
-# %% ../nbs/08_nuggets.ipynb #64221176
-def _adds_bos(tokenizer)->bool:
-    "Whether the tokenizer prepends its BOS token by default."
-    a, b = tokenizer('a')['input_ids'], tokenizer('a', add_special_tokens=False)['input_ids']
-    return tokenizer.bos_token_id is not None and len(a) > len(b) and a[0] == tokenizer.bos_token_id
-
 # %% ../nbs/08_nuggets.ipynb #c3e2c2d1
 def _status(error, response:str)->str|None:
     "The status of a record the loader flagged (or with an empty response), else None."
@@ -49,7 +43,7 @@ def encode_examples(table:pd.DataFrame, # rows of a table from `load`
                     bos:bool=False, # start with the tokenizer's BOS (when it adds one)
                    )->pd.DataFrame:
     "Token ids (prompt then response), number of response tokens and status of each record."
-    pre = [tokenizer.bos_token_id] if bos and _adds_bos(tokenizer) else []
+    pre = prepended_ids(tokenizer) if bos else []
     p_ids = tokenizer([nuggets_prompt(i, x) for i, x in zip(table.instruction, table.input)], add_special_tokens=False)['input_ids']
     r_ids = tokenizer([r.strip() for r in table.response], add_special_tokens=False)['input_ids']
     errors = table['error'] if 'error' in table else [None] * len(table)
@@ -143,7 +137,7 @@ def zero_shot(lm:LM, # the model
               batch_tokens:int|None=None, # anchor tokens per batch when `batches` is not given
              )->np.ndarray:
     "Summed response log-probability of each anchor given its own prompt: `one_shot` with an empty candidate."
-    pre = [lm.tokenizer.bos_token_id] if bos and _adds_bos(lm.tokenizer) else []
+    pre = prepended_ids(lm.tokenizer) if bos else []
     return one_shot(lm, pre, anchors, batches, batch_tokens)
 
 # %% ../nbs/08_nuggets.ipynb #9269fd1f
@@ -175,7 +169,6 @@ def _nearest(c:np.ndarray, # [K, d] centroids
         better = dj < best; best[better], arg[better] = dj[better], i + j[better]
     return arg
 
-#| export
 def kmeans_anchors(table:pd.DataFrame, # the pool (rows of `load`)
                    n:int=100, # clusters
                    seed:int=0, # KMeans `random_state`

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_scoring.ipynb #0148894f
 from __future__ import annotations
-import fcntl, hashlib, json, math, os, re, time, uuid
+import math, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .core import *
 from .models import LM, load_lm, start_of, prepended_ids
 from .authors import AUTHORS, authors_plan, convention
-from .score_cache import PASS_COLUMNS, ScoreCache, score_cache, cached_rows
+from .score_cache import PASS_COLUMNS, score_cache, cached_rows
 
 # %% auto #0
 __all__ = ['SCORE_COLUMNS', 'encode', 'sequences', 'make_batches', 'token_nll', 'nll_split_on_oom', 'pass_nll', 'combine', 'plan',

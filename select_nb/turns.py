@@ -7,18 +7,12 @@ from __future__ import annotations
 import math
 import numpy as np, pandas as pd
 from .core import render_prompt
+from .data import transcript
 from .models import LM, load_lm
 from .scoring import score, _duplicate_mask, SCORE_COLUMNS
 
 # %% auto #0
-__all__ = ['transcript', 'turn_prompt', 'expand_turns', 'aggregate_turns', 'score_turns']
-
-# %% ../nbs/03c_turns.ipynb #29cde0f7
-def transcript(turns:list, # `{'role', 'content'}` dicts: the conversation before an assistant turn
-              )->str:
-    "The conversation so far as one instruction: the message alone if there is one, else `ROLE: content` lines."
-    if len(turns) == 1: return turns[0]['content']
-    return '\n'.join(f"{t['role'].upper()}: {t['content']}" for t in turns)
+__all__ = ['turn_prompt', 'expand_turns', 'aggregate_turns', 'score_turns']
 
 # %% ../nbs/03c_turns.ipynb #dbb15d5f
 def turn_prompt(turns:list, # the conversation before an assistant turn
