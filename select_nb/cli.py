@@ -12,7 +12,7 @@ from .models import MODELS, LADDERS, ModelNotInstalled
 
 # %% auto #0
 __all__ = ['cmd_score', 'cmd_superfilter', 'cmd_consistency', 'cmd_kcenter', 'cmd_scar_train', 'cmd_scar_rank', 'cmd_nuggets',
-           'cmd_list', 'cmd_baseline', 'build_parser', 'main']
+           'cmd_list', 'cmd_baseline', 'cmd_evaluate', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #68179fef
 def _input_fields(table):
@@ -116,6 +116,52 @@ def _baseline_parser(sub):
     p.add_argument('--seed', type=int, default=0, help="seed of the random baseline")
     p.add_argument('--highest', action='store_true', help="perplexity: keep the highest instead of the lowest")
     p.set_defaults(func=cmd_baseline)
+
+# %% ../nbs/11_cli.ipynb #71e1f5be
+def _evals_arg(text:str)->dict:
+    "Parse `alpaca-eval-gpt4:300,vicuna-80:80` into `{name: records}` (no count: all records)."
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(','))):
+        name, _, n = part.partition(':')
+        if n and not n.isdigit(): raise argparse.ArgumentTypeError(f"--eval {part!r}: use NAME or NAME:N")
+        out[name] = int(n) if n else None
+    return out
+
+def cmd_evaluate(a):
+    "Fine-tune on each selection and measure the models: reference-answer loss and pairwise judging."
+    from select_nb.evaluate import evaluate_job
+    res = evaluate_job(Source(a.pool, a.fields, a.lenient, a.split), [s.strip() for s in a.selections.split(',') if s.strip()], a.out,
+                       base=a.base, limit=a.limit, evals=a.eval, judge=a.judge, judge_model=a.judge_model, against=a.against,
+                       judged=a.judged.split(',') if a.judged else None, budget=a.budget, epochs=a.epochs, batch_size=a.batch_size,
+                       lr=a.lr, lora=not a.full, seed=a.seed, template=a.template, max_length=a.max_length,
+                       max_new_tokens=a.max_new_tokens, scorer=a.scorer, dtype=a.dtype, device=a.device)
+    res_df = pd.DataFrame(res['results'])
+    print(res_df.drop(columns=[c for c in ('n', 'compared_to') if c in res_df]).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(f"outputs in {a.out}/ (results.parquet, summary.json, figures) after {res['seconds']:.0f}s")
+
+# %% ../nbs/11_cli.ipynb #d759dd45
+def _evaluate_parser(sub):
+    "Add the `evaluate` subcommand to the subparsers `sub`."
+    p = sub.add_parser('evaluate', help="fine-tune on each selection and measure the models (reference loss, pairwise judging)")
+    p.add_argument('--pool', required=True, help="the pool the selections come from (dataset name or file)"); _read_args(p)
+    p.add_argument('--limit', type=int, help="first N records of the pool")
+    p.add_argument('--selections', required=True, help="comma-separated: selected.* files, random:R, longest:R, perplexity:R, perplexity-high:R, full")
+    p.add_argument('--base', default='gemma3-270m', help="the model fine-tuned on each selection (default gemma3-270m, a base model)")
+    p.add_argument('--eval', type=_evals_arg, metavar='NAME:N,...', help="reference sets and test sets (default alpaca-eval-gpt4:300,vicuna-80:80)")
+    p.add_argument('--judge', default='qwen2.5-coder-1.5b', help="a local chat model, or the URL of an OpenAI-compatible endpoint")
+    p.add_argument('--judge-model', help="the endpoint's model name (with a URL --judge; key from $OPENAI_API_KEY)")
+    p.add_argument('--against', default='full', help="the selection every other is compared with (default full)")
+    p.add_argument('--judged', help="comma-separated selections to judge against --against (default all)")
+    p.add_argument('--budget', default='records', choices=['records', 'steps'], help="equal records per selection, or equal optimizer steps for every model")
+    p.add_argument('--epochs', type=float, default=3); p.add_argument('--batch-size', type=int, default=8); p.add_argument('--lr', type=float)
+    p.add_argument('--full', action='store_true', help="full fine-tuning instead of LoRA")
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--template', default='alpaca', choices=['none', 'alpaca', 'vicuna', 'chat']); p.add_argument('--max-length', type=int, default=512)
+    p.add_argument('--max-new-tokens', type=int, default=256, help="answer length for pairwise judging")
+    p.add_argument('--scorer', default='smollm2-135m', help="the model of the perplexity baselines")
+    p.add_argument('--dtype', choices=['bf16', 'fp32', 'fp16']); p.add_argument('--device')
+    p.add_argument('--out', required=True, help="output folder (a rerun resumes it)")
+    p.set_defaults(func=cmd_evaluate)
 
 # %% ../nbs/11_cli.ipynb #982ab3d2
 from .data import Source
@@ -223,6 +269,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--device')
     p.set_defaults(func=cmd_scar_rank)
     _baseline_parser(sub)
+    _evaluate_parser(sub)
     sub.add_parser('list', help="named datasets, models and ladders").set_defaults(func=cmd_list)
     return ap
 
