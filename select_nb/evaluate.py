@@ -104,16 +104,16 @@ def _forward_rate(lm:LM)->float:
 def _say(msg, progress):
     if progress: print(msg, flush=True)
 
-# %% ../nbs/12_evaluate.ipynb #044e378c
+# %% ../nbs/12_evaluate.ipynb #1c9982c1
 def _train_all(sels, base, out, steps, kw, rate, progress):
     "Fine-tune one model per selection (skipping finished ones): name -> model folder."
     folders = {n: Path(out)/'models'/_safe(n) for n in sels}
     todo = [n for n in sels if not (folders[n]/'train.json').exists()]
     if todo:
         lm0 = load_lm(base, kw.get('device'), kw.get('dtype'))
-        toks = {n: sum(map(len, sft_dataset(sels[n], lm0.tokenizer, kw['template'], kw['max_length'])[0]['input_ids'])) for n in todo}
-        est = sum(toks[n] * (kw['epochs'] if steps[n] is None else 1) for n in todo) * 3 / rate
-        _say(f"training {len(todo)} model(s) on {sum(toks.values()):,} tokens per epoch: about {est / 60:.0f} min", progress)
+        lens = {n: list(map(len, sft_dataset(sels[n], lm0.tokenizer, kw['template'], kw['max_length'])[0]['input_ids'])) for n in todo}
+        seen = {n: np.mean(l) * (len(l) * kw['epochs'] if steps[n] is None else steps[n] * kw['batch_size']) for n, l in lens.items()}
+        _say(f"training {len(todo)} model(s) on {sum(seen.values()):,.0f} tokens in all: about {sum(seen.values()) * 3 / rate / 60:.0f} min", progress)
     for n in todo:
         finetune(base, sels[n], folders[n], max_steps=steps[n], name=n, progress=progress, **{k: v for k, v in kw.items() if k != 'max_new_tokens'})
     return folders

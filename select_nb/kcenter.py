@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_kcenter.ipynb #a039c7fd
 from __future__ import annotations
-import copy, math, random, time, warnings
+import math, time
 from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 from .core import *
 from .data import load, save_run
 from .models import LM, load_lm
-from .scoring import encode, make_batches, _pad
+from .finetune import finetune
+from .evaluate import reference_nll
 from .embed import embed as embed_table, embed_lm
 
 # %% auto #0
@@ -137,46 +138,20 @@ def plot_projection(x, # embeddings [N, D]
     ax.set(xlabel='PC 1', ylabel='PC 2', title='Selected vs all (PCA)'); ax.legend(loc='best')
     return ax.figure
 
-# %% ../nbs/10_kcenter.ipynb #8745814e
-def _pool_batches(records, tokenizer, template, max_length):
-    "Token ids of prompt + response and prompt lengths of the trainable records."
-    enc = encode(records, tokenizer, template, max_length)
-    live = enc[enc.status.isin(['ok', 'truncated'])]
-    return [p + r for p, r in zip(live.prompt_ids, live.response_ids)], [len(p) for p in live.prompt_ids]
-
-def _labels(ids, mask, n_prompt):
-    "Targets for a causal-LM loss: the ids, with padding and prompt tokens set to -100."
-    labels = ids.masked_fill(mask == 0, -100)
-    for row, n in enumerate(n_prompt): labels[row, :n] = -100
-    return labels
-
 # %% ../nbs/10_kcenter.ipynb #3b32d005
 def lora_train(base:str|LM='smollm2-135m', # the starting model (name or `LM`), copied, never changed
                records:pd.DataFrame=None, # the pool: rows of a table from `load`
                round:int=0, # the round number (varies the seed)
-               epochs:int=1, # passes over the pool
+               epochs:float=1, # passes over the pool
                max_steps:int|None=None, # stop after this many optimizer steps
                lr:float=3e-4, r:int=8, alpha:int=16, # LoRA learning rate, rank and scale
-               batch_tokens:int=2048, # padded tokens per step (length-bucketed)
+               batch_size:int=8, # examples per optimizer step
                template:str='alpaca', max_length:int=512, seed:int=0, dtype=None, device=None,
               )->tuple:
-    "Briefly fine-tune LoRA adapters on `records`: the adapted `LM` and a dict of training stats."
-    from peft import LoraConfig, get_peft_model
-    lm0 = load_lm(base, device, dtype); torch.manual_seed(seed + round)
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules='all-linear', task_type='CAUSAL_LM')
-    with warnings.catch_warnings():  # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`; harmless
-        warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprecated', category=FutureWarning)
-        model = get_peft_model(copy.deepcopy(lm0.model), cfg).train()
-    seqs, n_prompt = _pool_batches(records, lm0.tokenizer, template, max_length)
-    opt, rng, losses = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr), random.Random(seed + round), []
-    batches = make_batches([len(s) for s in seqs], batch_tokens)
-    steps = [b for _ in range(epochs) for b in rng.sample(batches, k=len(batches))]  # shuffled each epoch
-    for b in steps[:max_steps]:
-        ids, mask = _pad([seqs[i] for i in b], lm0.device)
-        loss = model(input_ids=ids, attention_mask=mask, labels=_labels(ids, mask, [n_prompt[i] for i in b])).loss
-        loss.backward(); opt.step(); opt.zero_grad(); losses.append(loss.item())
-    info = {'train_steps': len(losses), 'train_loss_first': losses[0] if losses else None, 'train_loss_last': losses[-1] if losses else None}
-    return LM(model.eval(), lm0.tokenizer, f"{lm0.name}+lora{round}"), info
+    "Briefly fine-tune LoRA adapters on `records` with `finetune`: the adapted `LM` and a dict of training stats."
+    lm, info = finetune(base, records, None, lora=True, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, r=r, alpha=alpha,
+                        template=template, max_length=max_length, seed=seed + round, dtype=dtype, device=device, name=f"lora{round}", progress=False)
+    return lm, {'train_steps': info['steps'], 'train_loss_first': info['loss_first'], 'train_loss_last': info['loss_last']}
 
 # %% ../nbs/10_kcenter.ipynb #1f4058e7
 def usable(table:pd.DataFrame)->np.ndarray:
@@ -192,6 +167,7 @@ def diverse_evol(table:pd.DataFrame, # records from `load`
                  k:int=100, # records added per round
                  rounds:int=10, # T
                  seed:int=0, template:str='alpaca', max_length:int=512, batch_tokens:int|None=None,
+                 refs:pd.DataFrame|None=None, # reference records: each round's model is measured on them (`reference_nll`)
                  progress:bool=True,
                 )->tuple:
     "DiverseEvol: the selected pool (positions into `table`, id, round added) and a history table."
@@ -202,9 +178,10 @@ def diverse_evol(table:pd.DataFrame, # records from `load`
         t0 = time.time(); out = train(base, cand.iloc[pool], t)
         lm, info = out if isinstance(out, tuple) else (out, {})
         t1 = time.time(); x = embed_lm(cand, lm, template, max_length, batch_tokens=batch_tokens, cache=False, progress=False)
-        res = kcenter_greedy(x, k, pool=pool)
+        res = kcenter_greedy(x, k, pool=pool); t2 = time.time()
+        if refs is not None: info = {**info, 'reference_nll': float(reference_nll(lm, refs, template, max_length, progress=False).nll.mean())}
         hist.append({'round': t, 'pool': len(pool), 'added': k, 'radius_first': res.radius[0], 'coverage': res.coverage,
-                     'train_s': round(t1 - t0, 2), 'embed_select_s': round(time.time() - t1, 2), **info})
+                     'train_s': round(t1 - t0, 2), 'embed_select_s': round(t2 - t1, 2), **info})
         pool += res.picks; added += [t + 1] * k
     return pd.DataFrame({'position': pos[pool], 'id': cand.id.values[pool], 'round': added}), pd.DataFrame(hist)
 

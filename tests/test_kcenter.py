@@ -60,12 +60,12 @@ def alpaca(): return load('alpaca', limit=60)
 def test_lora_train_learns_and_leaves_base(alpaca):
     tiny = tiny_lm()
     before = {k: v.clone() for k, v in tiny.model.state_dict().items()}
-    lm, info = lora_train(tiny, alpaca.iloc[:6], epochs=6, lr=1e-2, batch_tokens=1024, max_length=160)
+    lm, info = lora_train(tiny, alpaca.iloc[:6], epochs=6, lr=1e-2, batch_size=4, max_length=160)
     assert info['train_loss_last'] < info['train_loss_first']
     assert all(torch.equal(v, tiny.model.state_dict()[k]) for k, v in before.items())
 
 def test_diverse_evol_loop(alpaca):
-    tr = partial(lora_train, max_steps=1, batch_tokens=1024, max_length=160)
+    tr = partial(lora_train, max_steps=1, batch_size=4, max_length=160)
     sel, hist = diverse_evol(alpaca, tiny_lm(), tr, init=6, k=3, rounds=2, max_length=160, progress=False)
     assert len(sel) == 12 and sel.position.nunique() == 12
     assert sel['round'].tolist() == [0] * 6 + [1] * 3 + [2] * 3
