@@ -104,7 +104,7 @@ def _forward_rate(lm:LM)->float:
 def _say(msg, progress):
     if progress: print(msg, flush=True)
 
-# %% ../nbs/12_evaluate.ipynb #1c9982c1
+# %% ../nbs/12_evaluate.ipynb #82c9cbc5
 def _train_all(sels, base, out, steps, kw, rate, progress):
     "Fine-tune one model per selection (skipping finished ones): name -> model folder."
     folders = {n: Path(out)/'models'/_safe(n) for n in sels}
@@ -113,8 +113,11 @@ def _train_all(sels, base, out, steps, kw, rate, progress):
         lm0 = load_lm(base, kw.get('device'), kw.get('dtype'))
         lens = {n: list(map(len, sft_dataset(sels[n], lm0.tokenizer, kw['template'], kw['max_length'])[0]['input_ids'])) for n in todo}
         seen = {n: np.mean(l) * (len(l) * kw['epochs'] if steps[n] is None else steps[n] * kw['batch_size']) for n, l in lens.items()}
-        _say(f"training {len(todo)} model(s) on {sum(seen.values()):,.0f} tokens in all: about {sum(seen.values()) * 3 / rate / 60:.0f} min", progress)
-    for n in todo:
+    for i, n in enumerate(todo):
+        done = [json.loads((f/'train.json').read_text()) for f in folders.values() if (f/'train.json').exists()]
+        per_tok = sum(d['seconds'] for d in done) / sum(d['tokens_seen'] for d in done) if done else 10 / rate
+        _say(f"training {len(todo) - i} model(s) on {sum(seen[m] for m in todo[i:]):,.0f} tokens: about {sum(seen[m] for m in todo[i:]) * per_tok / 60:.0f} min "
+             f"({'from the models trained so far' if done else 'rough: ten forward passes per token'})", progress)
         finetune(base, sels[n], folders[n], max_steps=steps[n], name=n, progress=progress, **{k: v for k, v in kw.items() if k != 'max_new_tokens'})
     return folders
 

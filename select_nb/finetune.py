@@ -90,7 +90,7 @@ def _fingerprint(lm0, folder):
     for f in sorted(Path(folder).glob('*.safetensors')): h.update(f.read_bytes())
     return f"{weights_fingerprint(lm0)}+sft:{h.hexdigest()[:16]}"
 
-# %% ../nbs/12a_finetune.ipynb #fb67b1bd
+# %% ../nbs/12a_finetune.ipynb #b2121fc1
 def finetune(base:str|LM='gemma3-270m', # the starting model (name, path or `LM`), never changed
              records:pd.DataFrame=None, # the training selection: rows of a table from `load`
              out:str|Path|None=None, # folder for the adapter and `train.json` (a finished one is loaded, not retrained)
@@ -116,6 +116,7 @@ def finetune(base:str|LM='gemma3-270m', # the starting model (name, path or `LM`
     losses = [h['loss'] for h in tr.state.log_history if 'loss' in h]
     info = {'name': name, 'records': len(records), 'trained': len(ds), 'skipped': {k: int(v) for k, v in status[~status.isin(['ok', 'truncated'])].value_counts().items()},
             'tokens': int(sum(map(len, ds['input_ids']))), 'response_tokens': int(sum(map(sum, ds['completion_mask']))),
+            'tokens_seen': int(sum(map(len, ds['input_ids'])) / len(ds) * tr.state.global_step * batch_size), # about: the last batch may be short
             'steps': tr.state.global_step, 'epochs': epochs if not max_steps else None, 'max_steps': max_steps, 'batch_size': batch_size,
             'lr': tr.args.learning_rate, 'lora': lora, 'r': r if lora else None, 'alpha': alpha if lora else None, 'seed': seed,
             'template': template, 'max_length': max_length, 'base': lm0.name, 'loss_first': losses[0] if losses else None,
