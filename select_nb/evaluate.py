@@ -133,17 +133,21 @@ def _measure(name, lm, refsets, testsets, out, kw, progress):
         f = Path(out)/'answers'/s/f"{_safe(name)}.jsonl"; f.parent.mkdir(parents=True, exist_ok=True)
         generate(lm, prompts, kw['template'], kw['max_new_tokens'], out=f, progress=progress)
 
-# %% ../nbs/12_evaluate.ipynb #2018127f
+# %% ../nbs/12_evaluate.ipynb #ff802240
 def _judge_all(names, against, testsets, judge, out, progress):
     "Judge each model's answers against `against`'s on every test set: rows of `verdicts` with pair and test set."
-    rows = []
+    rows, pairs = [], [n for n in names if n != against]
+    if pairs and testsets:
+        j = judge(); calls = 2 * len(pairs) * sum(len(p) for p in testsets.values())
+        rate = _forward_rate(j.lm) if isinstance(j, LocalJudge) else None
+        _say(f"judging {len(pairs)} pair(s) on {len(testsets)} test set(s): {calls} calls" +
+             (f", about {calls * 600 / rate / 60:.0f} min before skipping finished ones (rough: 600 prompt tokens a call)" if rate else ''), progress)
     for s, prompts in testsets.items():
         ans = lambda n: pd.read_json(Path(out)/'answers'/s/f"{_safe(n)}.jsonl", lines=True)
-        for n in names:
-            if n == against: continue
+        for n in pairs:
             f = Path(out)/'judgements'/s/f"{_safe(n)}__vs__{_safe(against)}.jsonl"; f.parent.mkdir(parents=True, exist_ok=True)
-            j = judge_pairs(prompts, ans(n), ans(against), judge(), out=f, progress=progress)
-            rows.append(verdicts(j).assign(pair=f"{n} vs {against}", selection=n, against=against, test_set=s))
+            jt = judge_pairs(prompts, ans(n), ans(against), judge(), out=f, progress=progress)
+            rows.append(verdicts(jt).assign(pair=f"{n} vs {against}", selection=n, against=against, test_set=s))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 # %% ../nbs/12_evaluate.ipynb #cb0173dc
