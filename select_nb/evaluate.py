@@ -20,7 +20,7 @@ from .judge import generate, judge_pairs, verdicts, win_tie_loss, plot_win_tie_l
 # %% auto #0
 __all__ = ['selection', 'budget_steps', 'reference_nll', 'paired_bootstrap', 'plot_reference_loss', 'evaluate_job']
 
-# %% ../nbs/12_evaluate.ipynb #ce71518f
+# %% ../nbs/12_evaluate.ipynb #8aa3dfeb
 def selection(spec:str, # a selection file, or 'random:R', 'longest:R', 'perplexity:R', 'perplexity-high:R', 'full'
               pool:pd.DataFrame, # the pool the baselines draw from (rows of `load`)
               seed:int=0, scorer:str|LM='smollm2-135m', # the random seed; the model of the perplexity baselines
@@ -35,10 +35,10 @@ def selection(spec:str, # a selection file, or 'random:R', 'longest:R', 'perplex
     if kind == 'full': return 'full', ok
     if kind not in ('random', 'longest', 'perplexity', 'perplexity-high') or not ratio:
         raise ValueError(f"selection {spec!r}: use a selection file, 'full', or random|longest|perplexity|perplexity-high:RATIO")
-    r = float(ratio)
-    if kind == 'random': return spec, select_random(ok, ratio=r, seed=seed)
-    if kind == 'longest': return spec, select_longest(ok, ratio=r)
-    return spec, select_perplexity(ok, perplexity(ok, scorer, **score_kw), ratio=r, lowest=kind == 'perplexity')
+    n = int(len(pool) * float(ratio))  # a share of the whole pool, as the methods count it, drawn from the usable records
+    if kind == 'random': return spec, select_random(ok, n=n, seed=seed)
+    if kind == 'longest': return spec, select_longest(ok, n=n)
+    return spec, select_perplexity(ok, perplexity(ok, scorer, **score_kw), n=n, lowest=kind == 'perplexity')
 
 # %% ../nbs/12_evaluate.ipynb #58c53794
 def budget_steps(sizes:dict, # selection name -> number of trainable records
