@@ -40,7 +40,7 @@ def score_model(table:pd.DataFrame, # records from `select_nb.data.load`
     "Scores of `table` by `model`, and a cost row: load and scoring seconds, fresh records, tokens/s."
     t0 = time.time(); lm = load_lm(model, device, dtype); t1 = time.time()
     store = score_cache(lm, template, max_length, cache=cache)
-    done = set(store.read().id) if store else set()
+    done = set(store.lookup(table.id).id) if store else set()
     s = score(table, lm, template, max_length, cache=cache, progress=progress); t2 = time.time()
     fresh = s[~s.id.isin(done)]
     cost = dict(model=lm.name, records=len(s), fresh=len(fresh), load_s=round(t1 - t0, 3), score_s=round(t2 - t1, 3),
