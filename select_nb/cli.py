@@ -14,29 +14,15 @@ from .models import MODELS, LADDERS, ModelNotInstalled
 __all__ = ['cmd_score', 'cmd_superfilter', 'cmd_consistency', 'cmd_kcenter', 'cmd_scar_train', 'cmd_scar_rank', 'cmd_nuggets',
            'cmd_list', 'cmd_baseline', 'build_parser', 'main']
 
-# %% ../nbs/11_cli.ipynb #68179fef
-def _input_fields(table):
-    "The input's own fields, one column each (nested values as JSON text)."
-    flat = lambda v: v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, ensure_ascii=False, default=str)
-    return pd.DataFrame([{k: flat(v) for k, v in r.items()} if isinstance(r, dict) else {} for r in table.raw])
-
 # %% ../nbs/11_cli.ipynb #e982c96f
 def cmd_score(a):
-    "Score records with one model and write the per-record table."
-    from select_nb.scoring import score
-    from select_nb.turns import score_turns
-    table = load(a.data, limit=a.limit, lenient=a.lenient)
+    "Score records with one model, piece by piece, and write the per-record table."
+    from select_nb.stream import score_stream
     t0 = time.time()
-    kw = dict(max_length=a.max_length, dtype=a.dtype, start_token=a.start_token)
-    multi = 'turns' in table and table.turns.notna().any() and not a.authors
-    turns, s = score_turns(table, a.model, a.template, **kw) if multi else (None, score(table, a.model, template=a.template, authors=a.authors, **kw))
-    own = _input_fields(table)
-    own.columns = [c if c not in s.columns else f"{c}_input" for c in own.columns]
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
-    pd.concat([s, own], axis=1).to_parquet(out, index=False)
-    if multi: turns.to_parquet(out.with_suffix('.turns.parquet'), index=False); print(f"{len(turns)} assistant turns -> {out.with_suffix('.turns.parquet')}")
-    print(f"scored {int(s.ifd_ppl.notna().sum())} of {len(s)} records in {time.time()-t0:.1f}s "
-          f"(status: {s.status.value_counts().to_dict()}) -> {out}")
+    res = score_stream(a.data, a.out, a.model, a.template, a.max_length, a.dtype, batch_tokens=a.batch_tokens,
+                       start_token=a.start_token, authors=a.authors, chunk_size=a.chunk_size, limit=a.limit)
+    if res['turns']: print(f"{res['turns']} assistant turns -> {Path(a.out).with_suffix('.turns.parquet')}")
+    print(f"scored {res['scored']} of {res['records']} records in {time.time()-t0:.1f}s (status: {res['status']}) -> {a.out}")
 
 # %% ../nbs/11_cli.ipynb #907ee51c
 def cmd_superfilter(a):
@@ -159,6 +145,8 @@ def build_parser()->argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='select-nb', description="Choose instruction-tuning data: perplexity, IFD/Superfiltering, Nuggets, SCAR, k-center.")
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
     p = sub.add_parser('score', help="per-record perplexity and IFD with one model"); _data_args(p, "output .parquet file"); _model_args(p)
+    p.add_argument('--batch-tokens', type=int, help="padded tokens per forward pass (default: 2048 on CPU, 65536 on a GPU)")
+    p.add_argument('--chunk-size', type=int, default=10_000, help="records read, scored and written at a time (default 10000)")
     p.set_defaults(func=cmd_score)
     p = sub.add_parser('superfilter', help="Superfiltering: IFD with a small model, keep the top share"); _data_args(p, "output folder"); _model_args(p)
     p.add_argument('--ratio', type=float, default=0.05, help="share of the dataset to keep (default 0.05)")
