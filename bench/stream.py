@@ -14,7 +14,7 @@ from pathlib import Path
 p = argparse.ArgumentParser()
 p.add_argument('--sizes', type=int, nargs='+', default=[100_000, 1_000_000])
 p.add_argument('--in-memory', type=int, nargs='*', default=[100_000], help="sizes to run the in-memory path at too")
-p.add_argument('--work', default='/tmp/select_nb_bench_stream'); p.add_argument('--batch-tokens', type=int, default=2048)
+p.add_argument('--work', default='/tmp/select_nb_bench_stream'); p.add_argument('--batch-tokens', type=int, default=16384)
 p.add_argument('--chunk-size', type=int, default=10_000)
 a = p.parse_args()
 work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def run(n, way):
     return {'way': way, 'n': n, 'wall_s': round(wall, 1), 'peak_rss_mib': round(use.ru_maxrss / 1024), 'records_s': round(n / wall, 1),
             'tokens': tokens, 'tokens_s': round(tokens / wall)}
 
-def forward_speed(n=2000):
+def forward_speed(n=1000):
     "Tokens/s of the model's forward pass alone: the engine's batches of n records' sequences, built before timing."
     from select_nb.data import load
     from select_nb.models import load_lm, start_of
@@ -80,7 +80,7 @@ def forward_speed(n=2000):
 
 res_path = work/'results.json'
 results = json.loads(res_path.read_text()) if res_path.exists() else {}
-jobs = [('forward', 2000)] + [('stream', n) for n in a.sizes] + [('in-memory', n) for n in a.in_memory]
+jobs = [('forward', 1000)] + [('stream', n) for n in a.sizes] + [('in-memory', n) for n in a.in_memory]
 for way, n in sorted(jobs, key=lambda j: (j[1], j[0] != 'forward')):
     key = f'{way}-{n}'
     if key not in results:

@@ -192,8 +192,12 @@ def score(table:pd.DataFrame, # records from `select_nb.data.load`
           progress:bool=True, # show a progress bar
           start_token:str|None=None, # override the model's document-start token (see `start_of`)
           authors:str|None=None, # 'superfiltering' or 'cherry': the authors' exact procedure instead of ours
+          ray:dict|None=None, # score on a Ray cluster: {'address': ..., 'workers': ...} (`select_nb.distributed`)
          )->pd.DataFrame:
     "Score every record of `table` with `model`: one row per record (see `SCORE_COLUMNS`), with the settings."
+    if ray is not None:
+        from select_nb.distributed import ray_score
+        return ray_score(table, model, template, max_length, dtype, batch_tokens, cache, progress, start_token, authors, **ray)
     if authors: convention(authors); max_length, dtype = max_length or AUTHORS[authors].max_length, dtype or 'fp32'
     max_length = max_length or 1024
     lm = load_lm(model, device, dtype)
