@@ -54,7 +54,7 @@ def run(n, way):
     out, cache = work/f'{way}-{n}.parquet', work/f'cache-{way}-{n}'
     subprocess.run(['rm', '-rf', str(cache), str(out), str(out) + '.parts'], check=True)
     env = {**os.environ, 'SELECT_NB_CACHE': str(cache), 'HF_HUB_OFFLINE': '1', 'PYTHONPATH': str(ROOT)}
-    cmd = ([sys.executable, '-m', 'select_nb.cli', 'score', '--data', str(data(n)), '--model', str(model()), '--dtype', 'fp32',
+    cmd = ([sys.executable, '-c', 'from select_nb.cli import main; main()', 'score', '--data', str(data(n)), '--model', str(model()), '--dtype', 'fp32',
             '--out', str(out), '--batch-tokens', str(a.batch_tokens), '--chunk-size', str(a.chunk_size)] if way == 'stream' else
            [sys.executable, '-c', IN_MEMORY, str(data(n)), str(model()), str(out), str(a.batch_tokens)])
     t0 = time.time(); proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -211,7 +211,7 @@ def score(table:pd.DataFrame, # records from `select_nb.data.load`
     out = combine(info, passes).set_index('id').loc[table.id].reset_index()
     dup = _duplicate_mask(table)
     out.loc[dup, 'status'] = 'duplicate'
-    out.loc[dup, SCORE_COLUMNS[4:]] = np.nan
+    out.loc[dup, SCORE_COLUMNS[4:]] = np.nan; out.loc[dup, 'n_response'] = 0  # nothing scored, as for every skip
     return out.assign(model=lm.name, template=AUTHORS[authors].template if authors else template, max_length=max_length,
                       dtype=dtype_name(lm.dtype), start_token=_start_label(lm, start_token, authors), convention=authors or 'select_nb')
 
