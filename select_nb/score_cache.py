@@ -40,7 +40,7 @@ class ScoreCache:
         self.path = (Path(root) if root is not None else cache_dir('scores'))/re.sub(r'[^A-Za-z0-9_.-]+', '_', key['model'])/digest
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path/'key.json').exists(): self._atomic(self.path/'key.json', lambda t: t.write_text(json.dumps(key, indent=1)))
-        if not (self.path/'index.sqlite').exists(): self._index_parts(self.parts())  # a cache from before the index
+        self._index_new()  # parts no index row names: a cache from before the index, or a run killed between part and index
 
     def parts(self): return sorted(self.path.glob('part-*.parquet'))
 
@@ -59,6 +59,7 @@ def _db(self:ScoreCache):
     db = sqlite3.connect(self.path/'index.sqlite', timeout=600)
     db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA synchronous=NORMAL')
     db.execute('CREATE TABLE IF NOT EXISTS rows (id TEXT, pass TEXT, n INTEGER, part TEXT, PRIMARY KEY (id, pass)) WITHOUT ROWID')
+    db.execute('CREATE INDEX IF NOT EXISTS rows_part ON rows (part)')
     return db
 
 @patch
@@ -66,8 +67,18 @@ def _index_parts(self:ScoreCache, parts:list):
     "Index every row of `parts` (oldest first, so the newest row of a record and pass wins)."
     with closing(self._db()) as db, db:
         for p in parts:
-            rows = pd.read_parquet(p, columns=['id', 'pass', 'n'])
+            try: rows = pd.read_parquet(p, columns=['id', 'pass', 'n'])
+            except FileNotFoundError: continue  # merged away meanwhile
             db.executemany('INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)', zip(rows.id, rows['pass'], rows.n.astype(int).tolist(), [p.name] * len(rows)))
+
+@patch
+def _index_new(self:ScoreCache):
+    "Index the parts that no index row names yet (under the shared lock, so no merge deletes them meanwhile)."
+    lock = self._lock(fcntl.LOCK_SH)
+    try:
+        with closing(self._db()) as db: known = {r[0] for r in db.execute('SELECT DISTINCT part FROM rows')}
+        self._index_parts([p for p in self.parts() if p.name not in known])
+    finally: lock.close()
 
 # %% ../nbs/03b_score_cache.ipynb #55b55900
 @patch
@@ -104,6 +115,7 @@ def lookup(self:ScoreCache, ids)->pd.DataFrame:
             where = pd.DataFrame(db.execute('SELECT id, pass, part FROM rows JOIN want USING (id)').fetchall(), columns=['id', 'pass', 'part'])
         found = [_read_part(self.path/p, list(g.id.unique())) for p, g in where.groupby('part')]
     finally: lock.close()
+    found = [f for f in found if len(f)]
     if not found: return pd.DataFrame(columns=PASS_COLUMNS)
     return pd.concat(found, ignore_index=True).merge(where, on=['id', 'pass', 'part'])[PASS_COLUMNS]
 
