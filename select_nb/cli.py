@@ -14,36 +14,23 @@ from .models import MODELS, LADDERS, ModelNotInstalled
 __all__ = ['cmd_score', 'cmd_superfilter', 'cmd_consistency', 'cmd_kcenter', 'cmd_scar_train', 'cmd_scar_rank', 'cmd_nuggets',
            'cmd_list', 'cmd_baseline', 'cmd_evaluate', 'build_parser', 'main']
 
-# %% ../nbs/11_cli.ipynb #68179fef
-def _input_fields(table):
-    "The input's own fields, one column each (nested values as JSON text)."
-    flat = lambda v: v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, ensure_ascii=False, default=str)
-    return pd.DataFrame([{k: flat(v) for k, v in r.items()} if isinstance(r, dict) else {} for r in table.raw])
-
 # %% ../nbs/11_cli.ipynb #e982c96f
 def cmd_score(a):
-    "Score records with one model and write the per-record table."
-    from select_nb.scoring import score
-    from select_nb.turns import score_turns
-    table = load(a.data, limit=a.limit, lenient=a.lenient)
-    t0 = time.time()
-    kw = dict(max_length=a.max_length, dtype=a.dtype, start_token=a.start_token)
-    multi = 'turns' in table and table.turns.notna().any() and not a.authors
-    turns, s = score_turns(table, a.model, a.template, **kw) if multi else (None, score(table, a.model, template=a.template, authors=a.authors, **kw))
-    own = _input_fields(table)
-    own.columns = [c if c not in s.columns else f"{c}_input" for c in own.columns]
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
-    pd.concat([s, own], axis=1).to_parquet(out, index=False)
-    if multi: turns.to_parquet(out.with_suffix('.turns.parquet'), index=False); print(f"{len(turns)} assistant turns -> {out.with_suffix('.turns.parquet')}")
-    print(f"scored {int(s.ifd_ppl.notna().sum())} of {len(s)} records in {time.time()-t0:.1f}s "
-          f"(status: {s.status.value_counts().to_dict()}) -> {out}")
+    "Score records with one model, piece by piece, and write the per-record table."
+    from select_nb.stream import score_stream
+    t0, ray = time.time(), _ray_of(a)
+    kw = dict(batch_tokens=a.batch_tokens, start_token=a.start_token, authors=a.authors, chunk_size=a.chunk_size, limit=a.limit)
+    if ray: from select_nb.distributed import score_ray; res = score_ray(a.data, a.out, a.model, a.template, a.max_length, a.dtype, **kw, **ray)
+    else: res = score_stream(a.data, a.out, a.model, a.template, a.max_length, a.dtype, **kw)
+    if res['turns']: print(f"{res['turns']} assistant turns -> {Path(a.out).with_suffix('.turns.parquet')}")
+    print(f"scored {res['scored']} of {res['records']} records in {time.time()-t0:.1f}s (status: {res['status']}) -> {a.out}")
 
 # %% ../nbs/11_cli.ipynb #907ee51c
 def cmd_superfilter(a):
     "Superfiltering (IFD with a small model, top share, optional facility location)."
     from select_nb.ifd import superfilter_job
     res = superfilter_job(a.data, a.out, a.model, a.ratio, a.diversity, a.template, a.max_length, a.dtype, a.limit,
-                          a.col, a.total, a.kernel, start_token=a.start_token, authors=a.authors, knn=a.knn)
+                          a.col, a.total, a.kernel, start_token=a.start_token, authors=a.authors, knn=a.knn, ray=_ray_of(a))
     print(f"selected {res['selected']} of {res['records']} records ({res['ifd_ge_1']} had IFD >= 1; "
           f"scoring took {res['seconds']['scoring']}s). Outputs in {a.out}/:")
     for name, path in res['files'].items(): print(f"  {name:9} {path}")
@@ -55,7 +42,7 @@ def cmd_consistency(a):
     names = [d.strip() for d in a.data.split(',') if d.strip()]
     data = {d: load(Source(d, a.fields, True, a.split), limit=a.limit) for d in names} if a.fields or a.split else a.data
     res = consistency_job(data, a.models, a.limit, a.out, n_boot=a.n_boot, seed=a.seed, template=a.template,
-                          max_length=a.max_length, dtype=a.dtype, cache=not a.no_cache)
+                          max_length=a.max_length, dtype=a.dtype, cache=not a.no_cache, ray=_ray_of(a))
     print(f"consistency of {a.models} on {a.data}: outputs in {a.out}/")
     print(json.dumps(res.get('headline', {}), indent=1, default=str)[:2000])
 
@@ -199,13 +186,23 @@ def _model_args(p):
     p.add_argument('--start-token', help="token that starts the unconditioned pass (default: the model's document start, e.g. <|endoftext|>)")
     p.add_argument('--authors', choices=['superfiltering', 'cherry'], help="reproduce the authors' script record by record instead of our engine")
 
+def _ray_args(p):
+    "`--ray`, `--address`, `--workers`: score on a Ray cluster (`03e_distributed`)."
+    p.add_argument('--ray', action='store_true', help="score on a Ray cluster (pip install 'select_nb[ray]'): a local one, or the one at --address")
+    p.add_argument('--address', help="a running Ray cluster (HOST:PORT, as `ray start --head` prints); implies --ray")
+    p.add_argument('--workers', type=int, help="scoring actors (default: one per GPU of the cluster, else 2)")
+
+def _ray_of(a): return {'address': a.address, 'workers': a.workers} if a.ray or a.address else None
+
 # %% ../nbs/11_cli.ipynb #fa54bd91
 def build_parser()->argparse.ArgumentParser:
     "The `select-nb` argument parser."
     ap = argparse.ArgumentParser(prog='select-nb', description="Choose instruction-tuning data: perplexity, IFD/Superfiltering, Nuggets, SCAR, k-center.")
     sub = ap.add_subparsers(dest='command', required=True, metavar='COMMAND')
     p = sub.add_parser('score', help="per-record perplexity and IFD with one model"); _data_args(p, "output .parquet file"); _model_args(p)
-    p.set_defaults(func=cmd_score)
+    p.add_argument('--batch-tokens', type=int, help="padded tokens per forward pass (default: 2048 on CPU, 65536 on a GPU)")
+    p.add_argument('--chunk-size', type=int, default=10_000, help="records read, scored and written at a time (default 10000)")
+    _ray_args(p); p.set_defaults(func=cmd_score)
     p = sub.add_parser('superfilter', help="Superfiltering: IFD with a small model, keep the top share"); _data_args(p, "output folder"); _model_args(p)
     p.add_argument('--ratio', type=float, default=0.05, help="share of the dataset to keep (default 0.05)")
     p.add_argument('--diversity', type=int, metavar='FLA_NUM', help="Superfiltering.D: keep FLA_NUM of the top-ratio pool by facility location")
@@ -213,7 +210,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--total', type=int, help="dataset size the ratio applies to (52002 reproduces the authors' count)")
     p.add_argument('--kernel', default='cosine', choices=['cosine', 'euclidean'])
     p.add_argument('--knn', type=int, help="facility location on each record's KNN nearest neighbours only (sparse; for large pools)")
-    p.set_defaults(func=cmd_superfilter)
+    _ray_args(p); p.set_defaults(func=cmd_superfilter)
     p = sub.add_parser('consistency', help="weak-to-strong: do a ladder of models agree on IFD?")
     p.add_argument('--data', required=True, help="comma-separated dataset names or paths")
     _read_args(p)
@@ -226,7 +223,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--max-length', type=int, default=1024)
     p.add_argument('--dtype', choices=['bf16', 'fp32', 'fp16'])
     p.add_argument('--no-cache', action='store_true', help="score afresh (clean timings for the cost table)")
-    p.set_defaults(func=cmd_consistency)
+    _ray_args(p); p.set_defaults(func=cmd_consistency)
     p = sub.add_parser('kcenter', help="k-center greedy: diverse selection in embedding space"); _data_args(p, "output folder")
     p.add_argument('--embed', default='minilm', help="'minilm' (sentence embeddings) or a causal LM name (mean-pooled hidden states)")
     p.add_argument('--k', type=int, default=1000, help="how many records to pick")
@@ -280,5 +277,5 @@ def main(argv=None):
     if getattr(args, 'data', None) is not None and args.command != 'consistency':
         args.data = Source(args.data, args.fields, args.lenient, args.split)  # how every job's `load` reads it
     try: return args.func(args)
-    except (DataError, ModelNotInstalled, FileNotFoundError) as e:
+    except (DataError, ModelNotInstalled, FileNotFoundError, ConnectionError) as e:
         print(f"select-nb {args.command}: error: {e}", file=sys.stderr); sys.exit(2)

@@ -36,14 +36,15 @@ def score_model(table:pd.DataFrame, # records from `select_nb.data.load`
                 template:str='none', max_length:int=1024, dtype=None, device=None,
                 cache=True, # as in `score`: True (user cache), a folder, or False
                 progress:bool=True,
+                ray:dict|None=None, # score on a Ray cluster (see `score`): the model loads on the actors only
                )->tuple:
     "Scores of `table` by `model`, and a cost row: load and scoring seconds, fresh records, tokens/s."
-    t0 = time.time(); lm = load_lm(model, device, dtype); t1 = time.time()
-    store = score_cache(lm, template, max_length, cache=cache)
-    done = set(store.read().id) if store else set()
-    s = score(table, lm, template, max_length, cache=cache, progress=progress); t2 = time.time()
+    t0 = time.time(); lm = None if ray else load_lm(model, device, dtype); t1 = time.time()
+    store = score_cache(lm, template, max_length, cache=cache) if lm else None
+    done = set(store.lookup(table.id).id) if store else set()
+    s = score(table, lm or model, template, max_length, dtype, cache=cache, progress=progress, ray=ray); t2 = time.time()
     fresh = s[~s.id.isin(done)]
-    cost = dict(model=lm.name, records=len(s), fresh=len(fresh), load_s=round(t1 - t0, 3), score_s=round(t2 - t1, 3),
+    cost = dict(model=s.model.iloc[0], records=len(s), fresh=len(fresh), load_s=round(t1 - t0, 3), score_s=round(t2 - t1, 3),
                 tokens=_tokens(fresh), tok_s=_tokens(fresh) / (t2 - t1) if len(fresh) else np.nan)
     return s, cost
 
@@ -229,10 +230,11 @@ def consistency_job(data, # dataset names (list or comma-separated string)
                     template:str='none', max_length:int=1024, dtype=None,
                     cache=True, # score cache (False: fresh timings, nothing reused)
                     progress:bool=True,
+                    ray:dict|None=None, # score on a Ray cluster: {'address': ..., 'workers': ...}
                    )->dict:
     "Weak-to-strong consistency end to end; writes the output folder and returns its summary."
     t0, out = time.time(), Path(out); out.mkdir(parents=True, exist_ok=True)
-    sc = ladder_scores(data, models, limit=limit, template=template, max_length=max_length, dtype=dtype, cache=cache, progress=progress)
+    sc = ladder_scores(data, models, limit=limit, template=template, max_length=max_length, dtype=dtype, cache=cache, progress=progress, ray=ray)
     ag, ov, fc = rank_agreement(sc, n_boot=n_boot, seed=seed), topk_overlap(sc, ratios), filter_cost(sc.attrs['cost'])
     flat = sc.copy(); flat.attrs = {}  # the cost rows go to cost.csv, not into the Parquet metadata
     flat.to_parquet(out/'scores.parquet', index=False)

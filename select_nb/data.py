@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #e2b6f5ea
 from __future__ import annotations
-import base64, json, math
+import base64, itertools, json, math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
@@ -12,7 +12,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['FORMATS', 'DATASETS', 'DataError', 'read_rows', 'transcript', 'to_table', 'Source', 'load', 'load_named',
-           'write_records', 'selection_path', 'save_run']
+           'iter_tables', 'write_records', 'selection_path', 'save_run']
 
 # %% ../nbs/01_data.ipynb #3c59bd9c
 class DataError(ValueError):
@@ -46,14 +46,15 @@ def _plain(v, # a raw value
     return None if null and _is_null(v) else v
 
 # %% ../nbs/01_data.ipynb #f63962c4
+def _json_line(path, i, line, lenient):
+    "One parsed JSON Lines record; a malformed line raises `DataError` naming it, or (lenient) is kept as one."
+    try: return json.loads(line)
+    except json.JSONDecodeError as e:
+        if not lenient: raise DataError(f"malformed JSON ({e.msg}, column {e.colno})", path, i) from None
+        return DataError(f"malformed JSON ({e.msg}, column {e.colno})")
+
 def _read_jsonl(path, text, lenient):
-    rows = []
-    for i, line in enumerate(l for l in text.splitlines() if l.strip()):
-        try: rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if not lenient: raise DataError(f"malformed JSON ({e.msg}, column {e.colno})", path, i) from None
-            rows.append(DataError(f"malformed JSON ({e.msg}, column {e.colno})"))
-    return rows
+    return [_json_line(path, i, l, lenient) for i, l in enumerate(l for l in text.splitlines() if l.strip())]
 
 # %% ../nbs/01_data.ipynb #89ae8941
 def read_rows(path, # a .json, .jsonl, .parquet or .csv file
@@ -184,10 +185,12 @@ def to_table(rows:list, # raw rows (dicts), in order
              prompt_only:bool=False, # rows have no response (eval prompt sets)
              fmt:str='json', # the input format, used when writing a selection back
              strict:bool=False, # raise on empty responses and duplicates too (default: recorded skips)
+             start:int=0, # the index of the first row (a piece of a larger input, see `iter_tables`)
+             seen:dict|None=None, # ids of earlier good records -> their index (updated), to flag duplicates across pieces
             )->pd.DataFrame:
     "The normalised, validated table of `rows`: `COLUMNS` and `turns`."
-    out, seen = [], {}
-    for i, row in enumerate(rows):
+    out, seen = [], {} if seen is None else seen
+    for i, row in enumerate(rows, start):
         ins, inp, res, turns, err = _normalise_row(row, fields, prompt_only)
         rid = record_id(ins, inp, res)
         if err is None and rid in seen: err = DataError(f"duplicate of record {seen[rid]}", soft=True)
@@ -325,6 +328,36 @@ def load_named(name:str, # a key of `DATASETS`
     try: rows = _hub_rows(spec)
     except Exception as e: raise DataError(f"dataset {name!r} not found: {looked}; hub id {spec['hub']!r} failed ({type(e).__name__}: {e})") from None
     return to_table(rows, f"hub:{spec['hub']}", spec.get('hub_fields'), lenient, False, 'json', strict)
+
+# %% ../nbs/01_data.ipynb #62349026
+def _row_stream(path, # a .jsonl, .parquet or .csv file
+                fmt:str, # its format
+                lenient:bool, # keep malformed JSON Lines records as recorded skips
+               ):
+    "The raw rows of a file one by one, never holding the whole file."
+    if path.stat().st_size == 0: raise DataError("empty file", path)
+    if fmt == 'parquet': return (r for b in pq.ParquetFile(path).iter_batches(batch_size=4096) for r in b.to_pylist())
+    if fmt == 'csv': return (r for d in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=4096) for r in d.to_dict('records'))
+    lines = (l.decode('utf-8', errors='surrogateescape') for l in open(path, 'rb') if l.strip())
+    return (_json_line(path, i, l, lenient) for i, l in enumerate(lines))
+
+# %% ../nbs/01_data.ipynb #3e3c3128
+def iter_tables(src, # as for `load`: a path, dataset name, DataFrame, `datasets` object or `Source`
+                size:int=10_000, # records per piece
+                limit:int|None=None, # stop after the first `limit` records
+                strict:bool=False, # raise on empty responses and duplicates too
+               ):
+    "The table of `load(src)` in consecutive pieces of `size` records; JSON Lines, Parquet and CSV files are read piece by piece."
+    s = src if isinstance(src, Source) else Source(src)
+    path = Path(str(s.src)).expanduser() if isinstance(s.src, (str, Path)) else None
+    fmt = _format_of(path) if path is not None and path.is_file() else None
+    if fmt not in ('jsonl', 'parquet', 'csv'):
+        table = load(s, limit=limit, strict=strict)
+        yield from (table.iloc[i:i + size] for i in range(0, len(table), size)); return
+    rows, seen, start = itertools.islice(_row_stream(path, fmt, s.lenient), limit), {}, 0
+    while piece := list(itertools.islice(rows, size)):
+        yield to_table(piece, path, s.fields, s.lenient, False, fmt, strict, start, seen); start += len(piece)
+    if start == 0: raise DataError("no records", path)
 
 # %% ../nbs/01_data.ipynb #f4e53895
 def _write_arrow(rows, path, fmt, schema):

@@ -148,10 +148,11 @@ def superfilter_job(data, # dataset name, path, DataFrame or Dataset
                     progress:bool=True,
                     start_token:str|None=None, # override the model's document-start token
                     authors:str|None=None, # 'superfiltering' or 'cherry': score and select as the authors' scripts do
+                    ray:dict|None=None, # score on a Ray cluster: {'address': ..., 'workers': ...} (see `score`)
                    )->dict:
     "Superfiltering end to end; writes the run folder and returns its summary."
     t0 = time.time(); table = load(data, limit=limit)
-    kw = dict(max_length=max_length, dtype=dtype, progress=progress, start_token=start_token)
+    kw = dict(max_length=max_length, dtype=dtype, progress=progress, start_token=start_token, ray=ray)
     multi = 'turns' in table and table.turns.notna().any() and not authors  # conversations: every assistant turn (`03c_turns`)
     per_turn, scores = score_turns(table, model, template, **kw) if multi else (None, score(table, model, template=template, authors=authors, **kw))
     col = col or (AUTHORS[authors].score if authors else 'ifd_ppl')

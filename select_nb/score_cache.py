@@ -4,15 +4,17 @@
 
 # %% ../nbs/03b_score_cache.ipynb #3dd4b473
 from __future__ import annotations
-import fcntl, hashlib, json, os, re, time, uuid
+import fcntl, hashlib, json, os, re, sqlite3, time, uuid
+from contextlib import closing
 from pathlib import Path
-import pandas as pd
+import pandas as pd, pyarrow.parquet as pq
+from fastcore.basics import patch
 from .core import *
 from .models import LM, start_of, weights_fingerprint, tokenizer_fingerprint
 from .authors import AUTHORS
 
 # %% auto #0
-__all__ = ['PASS_COLUMNS', 'ENGINE_VERSION', 'cache_key', 'ScoreCache', 'score_cache', 'cached_rows']
+__all__ = ['PASS_COLUMNS', 'ENGINE_VERSION', 'SHARD_ROWS', 'cache_key', 'ScoreCache', 'score_cache', 'cached_rows']
 
 # %% ../nbs/03b_score_cache.ipynb #538d5c63
 PASS_COLUMNS = ['id', 'pass', 'nll_sum', 'n']  # one cached row: a record's pass, its summed NLL and scored-token count
@@ -32,12 +34,13 @@ def cache_key(lm:LM, # the model
 
 # %% ../nbs/03b_score_cache.ipynb #ee854cda
 class ScoreCache:
-    "Per-(record, pass) NLL rows on disk, in a folder named by the hash of a `cache_key`; safe for concurrent runs."
+    "Per-(record, pass) NLL rows as Parquet shards in a folder named by the hash of a `cache_key`, with an index; safe for concurrent runs."
     def __init__(self, key:dict, root=None):
         self.key, digest = key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         self.path = (Path(root) if root is not None else cache_dir('scores'))/re.sub(r'[^A-Za-z0-9_.-]+', '_', key['model'])/digest
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path/'key.json').exists(): self._atomic(self.path/'key.json', lambda t: t.write_text(json.dumps(key, indent=1)))
+        self._index_new()  # parts no index row names: a cache from before the index, or a run killed between part and index
 
     def parts(self): return sorted(self.path.glob('part-*.parquet'))
 
@@ -49,29 +52,91 @@ class ScoreCache:
         try: fcntl.flock(f, how); return f
         except BlockingIOError: f.close(); return None
 
-    def read(self)->pd.DataFrame:
-        "Every cached row (the last one for each record and pass), read under a shared lock."
-        lock = self._lock(fcntl.LOCK_SH)
-        try: parts = [pd.read_parquet(p) for p in self.parts()]
-        finally: lock.close()
-        if not parts: return pd.DataFrame(columns=PASS_COLUMNS)
-        return pd.concat(parts, ignore_index=True).drop_duplicates(['id', 'pass'], keep='last')
+# %% ../nbs/03b_score_cache.ipynb #cf879981
+@patch
+def _db(self:ScoreCache):
+    "A connection to the index: one row per (record, pass) naming the part that holds it."
+    db = sqlite3.connect(self.path/'index.sqlite', timeout=600)
+    db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA synchronous=NORMAL')
+    db.execute('CREATE TABLE IF NOT EXISTS rows (id TEXT, pass TEXT, n INTEGER, part TEXT, PRIMARY KEY (id, pass)) WITHOUT ROWID')
+    db.execute('CREATE INDEX IF NOT EXISTS rows_part ON rows (part)')
+    return db
 
-    def append(self, rows:pd.DataFrame):
-        "Save finished rows atomically, as a new part."
-        self._atomic(self.path/f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet", lambda t: rows.to_parquet(t, index=False))
+@patch
+def _index_parts(self:ScoreCache, parts:list):
+    "Index every row of `parts` (oldest first, so the newest row of a record and pass wins)."
+    with closing(self._db()) as db, db:
+        for p in parts:
+            try: rows = pd.read_parquet(p, columns=['id', 'pass', 'n'])
+            except FileNotFoundError: continue  # merged away meanwhile
+            db.executemany('INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)', zip(rows.id, rows['pass'], rows.n.astype(int).tolist(), [p.name] * len(rows)))
 
-    def compact(self):
-        "Merge the parts into one, unless another process is reading (then it waits for a later run)."
-        lock = self._lock(fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if lock is None: return
-        try:
-            parts = self.parts()
-            if len(parts) > 1:
-                merged = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True).drop_duplicates(['id', 'pass'], keep='last')
-                self.append(merged)
-                for p in parts: p.unlink()
-        finally: lock.close()
+@patch
+def _index_new(self:ScoreCache):
+    "Index the parts that no index row names yet (under the shared lock, so no merge deletes them meanwhile)."
+    lock = self._lock(fcntl.LOCK_SH)
+    try:
+        with closing(self._db()) as db: known = {r[0] for r in db.execute('SELECT DISTINCT part FROM rows')}
+        self._index_parts([p for p in self.parts() if p.name not in known])
+    finally: lock.close()
+
+# %% ../nbs/03b_score_cache.ipynb #55b55900
+@patch
+def append(self:ScoreCache, rows:pd.DataFrame):
+    "Save finished rows atomically as a new part, and index them."
+    part = self.path/f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
+    lock = self._lock(fcntl.LOCK_SH)  # a merge never sees a part before its index rows
+    try: self._atomic(part, lambda t: rows.to_parquet(t, index=False)); self._index_parts([part])
+    finally: lock.close()
+
+@patch
+def read(self:ScoreCache)->pd.DataFrame:
+    "Every cached row (the last one for each record and pass), read under a shared lock."
+    lock = self._lock(fcntl.LOCK_SH)
+    try: parts = [pd.read_parquet(p) for p in self.parts()]
+    finally: lock.close()
+    if not parts: return pd.DataFrame(columns=PASS_COLUMNS)
+    return pd.concat(parts, ignore_index=True).drop_duplicates(['id', 'pass'], keep='last')
+
+# %% ../nbs/03b_score_cache.ipynb #b9c8e7b0
+def _read_part(path, ids):
+    "The rows of one part for these record ids (Parquet filter: row groups without them are skipped)."
+    try: return pd.read_parquet(path, filters=[('id', 'in', ids)]).assign(part=path.name)
+    except FileNotFoundError: return pd.DataFrame(columns=PASS_COLUMNS + ['part'])  # deleted by hand: scored again
+
+@patch
+def lookup(self:ScoreCache, ids)->pd.DataFrame:
+    "The cached rows of these record ids, reading only the parts the index says hold them."
+    lock = self._lock(fcntl.LOCK_SH)
+    try:
+        with closing(self._db()) as db:
+            db.execute('CREATE TEMP TABLE want (id TEXT PRIMARY KEY)')
+            db.executemany('INSERT OR IGNORE INTO want VALUES (?)', ((str(i),) for i in ids))
+            where = pd.DataFrame(db.execute('SELECT id, pass, part FROM rows JOIN want USING (id)').fetchall(), columns=['id', 'pass', 'part'])
+        found = [_read_part(self.path/p, list(g.id.unique())) for p, g in where.groupby('part')]
+    finally: lock.close()
+    found = [f for f in found if len(f)]
+    if not found: return pd.DataFrame(columns=PASS_COLUMNS)
+    return pd.concat(found, ignore_index=True).merge(where, on=['id', 'pass', 'part'])[PASS_COLUMNS]
+
+# %% ../nbs/03b_score_cache.ipynb #d393a6df
+SHARD_ROWS = 10_000  # a part with fewer rows is merged into a shard at the end of a run; a full shard is never rewritten
+
+@patch
+def compact(self:ScoreCache):
+    "Merge the small parts into one shard and point the index at it, unless anyone holds the shared lock (then a later run does)."
+    lock = self._lock(fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if lock is None: return
+    try:
+        small = [p for p in self.parts() if pq.ParquetFile(p).metadata.num_rows < SHARD_ROWS]
+        if len(small) < 2: return
+        shard = self.path/f"part-{time.time_ns()}-{uuid.uuid4().hex[:6]}.parquet"
+        merged = pd.concat([pd.read_parquet(p) for p in small], ignore_index=True).drop_duplicates(['id', 'pass'], keep='last')
+        self._atomic(shard, lambda t: merged.to_parquet(t, index=False))
+        with closing(self._db()) as db, db:
+            for i in range(0, len(small), 500): db.execute(f"UPDATE rows SET part = ? WHERE part IN ({','.join('?' * len(small[i:i+500]))})", [shard.name, *(p.name for p in small[i:i+500])])
+        for p in small: p.unlink()
+    finally: lock.close()
 
 # %% ../nbs/03b_score_cache.ipynb #c7bcc0f7
 def score_cache(lm:LM, template='none', max_length=1024, start_token=None, authors=None,
@@ -83,5 +148,5 @@ def score_cache(lm:LM, template='none', max_length=1024, start_token=None, autho
 def cached_rows(store, seqs):
     "Cached pass rows that match a sequence to score, with the same scored-token count (others are scored again)."
     if store is None: return pd.DataFrame(columns=PASS_COLUMNS)
-    done = store.read()
+    done = store.lookup(seqs.id.unique())
     return done.merge(seqs[['id', 'pass', 'n_scored']], on=['id', 'pass']).query('n == n_scored')[PASS_COLUMNS]

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .core import *
 from .models import LM, load_lm, start_of, prepended_ids
 from .authors import AUTHORS, authors_plan, convention
-from .score_cache import PASS_COLUMNS, score_cache, cached_rows
+from .score_cache import PASS_COLUMNS, ScoreCache, score_cache, cached_rows
 
 # %% auto #0
 __all__ = ['SCORE_COLUMNS', 'encode', 'sequences', 'make_batches', 'token_nll', 'nll_split_on_oom', 'pass_nll', 'combine', 'plan',
@@ -188,16 +188,20 @@ def score(table:pd.DataFrame, # records from `select_nb.data.load`
           dtype=None, # 'bf16' (default; the authors' conventions: 'fp32') or 'fp32'
           device=None, # default: CUDA when present, else CPU
           batch_tokens:int|None=None, # padded tokens per batch (default by device)
-          cache:bool|str|Path=True, # True: the user cache; a folder; False: no cache
+          cache:bool|str|Path|ScoreCache=True, # True: the user cache; a folder; False: no cache; or an open `ScoreCache`
           progress:bool=True, # show a progress bar
           start_token:str|None=None, # override the model's document-start token (see `start_of`)
           authors:str|None=None, # 'superfiltering' or 'cherry': the authors' exact procedure instead of ours
+          ray:dict|None=None, # score on a Ray cluster: {'address': ..., 'workers': ...} (`select_nb.distributed`)
          )->pd.DataFrame:
     "Score every record of `table` with `model`: one row per record (see `SCORE_COLUMNS`), with the settings."
+    if ray is not None:
+        from select_nb.distributed import ray_score
+        return ray_score(table, model, template, max_length, dtype, batch_tokens, cache, progress, start_token, authors, **ray)
     if authors: convention(authors); max_length, dtype = max_length or AUTHORS[authors].max_length, dtype or 'fp32'
     max_length = max_length or 1024
     lm = load_lm(model, device, dtype)
-    store = score_cache(lm, template, max_length, start_token, authors, cache)
+    store = cache if isinstance(cache, ScoreCache) else score_cache(lm, template, max_length, start_token, authors, cache)
     info, seqs = plan(table.drop_duplicates('id'), lm, template, max_length, start_token, authors)
     done = cached_rows(store, seqs)
     todo = seqs[~pd.MultiIndex.from_frame(seqs[['id', 'pass']]).isin(pd.MultiIndex.from_frame(done[['id', 'pass']]))]
@@ -207,7 +211,7 @@ def score(table:pd.DataFrame, # records from `select_nb.data.load`
     out = combine(info, passes).set_index('id').loc[table.id].reset_index()
     dup = _duplicate_mask(table)
     out.loc[dup, 'status'] = 'duplicate'
-    out.loc[dup, SCORE_COLUMNS[4:]] = np.nan
+    out.loc[dup, SCORE_COLUMNS[4:]] = np.nan; out.loc[dup, 'n_response'] = 0  # nothing scored, as for every skip
     return out.assign(model=lm.name, template=AUTHORS[authors].template if authors else template, max_length=max_length,
                       dtype=dtype_name(lm.dtype), start_token=_start_label(lm, start_token, authors), convention=authors or 'select_nb')
 
