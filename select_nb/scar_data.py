@@ -4,7 +4,7 @@
 
 # %% ../nbs/09a_scar_data.ipynb #fb59b6c2
 from __future__ import annotations
-import json, re
+import json, re, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm
@@ -13,9 +13,10 @@ from .data import load
 from .models import LM, load_lm
 
 # %% auto #0
-__all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'JUDGE_PROMPT', 'ORIGINS', 'origin_table', 'JsonlCache', 'chat_text', 'generate',
-           'rewrite', 'digit_ids', 'digit_ratings', 'judge', 'quality_scores', 'build_triples', 'triple_pairs', 'words',
-           'ttr', 'mtld', 'style_metrics']
+__all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'GENERATOR', 'HUMAN_SOURCES', 'JUDGE_PROMPT', 'ORIGINS', 'origin_table',
+           'JsonlCache', 'chat_text', 'generate', 'rewrite', 'direct', 'heldout_dolly', 'human_pool', 'digit_ids',
+           'digit_ratings', 'judge', 'quality_scores', 'build_triples', 'triple_pairs', 'words', 'ttr', 'mtld',
+           'style_metrics']
 
 # %% ../nbs/09a_scar_data.ipynb #bb189f30
 SCAR_SOURCES = {'human': 'self-instruct', 'direct': 'self-instruct-text-davinci-003', 'referenced': 'rewrite:qwen2.5-coder-0.5b',
@@ -87,9 +88,13 @@ def _key(*texts): return record_id(json.dumps([str(t) for t in texts], ensure_as
 def _cached_map(items:dict, fn, cache:JsonlCache, batch_size:int, desc:str, progress:bool=True)->dict:
     "Apply `fn` to the values of `items` that `cache` lacks, batch by batch (longest first), saving each batch."
     todo = sorted((k for k in dict.fromkeys(items) if k not in cache.d), key=lambda k: -len(items[k]))
-    for i in tqdm(range(0, len(todo), batch_size), desc=desc, disable=not progress or not todo):
-        keys = todo[i:i + batch_size]
+    bar = tqdm(range(0, len(todo), batch_size), desc=desc, disable=not progress or not todo)
+    for i in bar:
+        keys, t0 = todo[i:i + batch_size], time.time()
         cache.update(dict(zip(keys, fn([items[k] for k in keys]))))
+        if i == 0 and progress and len(todo) > batch_size:  # the first batch holds the longest prompts: an upper bound
+            bar.write(f"{desc}: {len(todo)} to do, {len(items) - len(todo)} cached; first batch {time.time() - t0:.0f} s, "
+                      f"at most ~{(time.time() - t0) * (len(todo) / batch_size - 1) / 60:.0f} min for the rest")
     return {k: cache.d[k] for k in items}
 
 # %% ../nbs/09a_scar_data.ipynb #51c95a48
@@ -117,6 +122,52 @@ def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
     done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path('rewrites', lm.name, cache)),
                        batch_size, f"rewriting with {lm.name}", progress)
     return list(done.values())
+
+# %% ../nbs/09a_scar_data.ipynb #781b53c9
+GENERATOR = 'qwen2.5-coder-1.5b'
+
+def _user(r): return r.instruction + ("\n\n" + r.input if r.input else "")
+
+def direct(rows:pd.DataFrame, # rows with instruction, input
+           model:str|LM=GENERATOR, # a packaged instruct model, hub id, path or `LM`
+           batch_size:int=8, # prompts per generation batch
+           max_new_tokens:int=160, # length budget of an answer
+           cache:bool|str|Path=True, # True: the user cache; a folder; False: none
+           progress:bool=True, # show a progress bar
+          )->list:
+    "The `direct` response of each row: `model` answers the instruction from scratch."
+    lm = load_lm(model)
+    items = {_key(r.instruction, r.input, max_new_tokens, 'direct'): _user(r) for r in rows.itertuples()}
+    done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path('direct', lm.name, cache)),
+                       batch_size, f"direct answers by {lm.name}", progress)
+    return list(done.values())
+
+# %% ../nbs/09a_scar_data.ipynb #0b7b4ed8
+HUMAN_SOURCES = ('self-instruct', 'alpaca-seed', 'dolly')
+
+def heldout_dolly(n:int=150, # records held out
+                  seed:int=0, # sampling seed
+                  data=None, # the data directory (default: `data_dir()`)
+                 )->pd.DataFrame:
+    "The seeded sample of Dolly records that no training run sees (the human side of the held-out test)."
+    t = load('dolly', data=data)
+    return t.iloc[np.random.default_rng(seed).permutation(len(t))[:n]].reset_index(drop=True)
+
+# %% ../nbs/09a_scar_data.ipynb #59e568f7
+def human_pool(sources=HUMAN_SOURCES, # named datasets with human-written answers
+               heldout:int=150, # Dolly records held out (see `heldout_dolly`)
+               seed:int=0, # seed of Dolly's order and held-out sample
+               data=None, # the data directory
+              )->pd.DataFrame:
+    "One row per human-written answer: instruction, input, human, source (Dolly in seeded order, held-out records left out)."
+    parts = []
+    for s in sources:
+        t = load(s, data=data)
+        if s == 'dolly': t = t.iloc[np.random.default_rng(seed).permutation(len(t))[heldout:]]
+        parts.append(pd.DataFrame({'instruction': t.instruction.values, 'input': t.input.values,
+                                   'human': t.response.map(str.strip).values, 'source': s}))
+    out = pd.concat(parts, ignore_index=True)
+    return out[out.human.str.len() > 0].drop_duplicates(['instruction', 'input']).reset_index(drop=True)
 
 # %% ../nbs/09a_scar_data.ipynb #5fdbc564
 JUDGE_PROMPT = ("Rate the response to the instruction for helpfulness and correctness on a scale from 0 (useless or "

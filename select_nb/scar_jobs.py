@@ -14,7 +14,28 @@ from .scar_data import *
 from .scar import *
 
 # %% auto #0
-__all__ = ['AUTHORS_TRAINING', 'scar_train_job', 'scar_rank_job']
+__all__ = ['DEFAULT_PHASES', 'AUTHORS_TRAINING', 'scar_generate_job', 'scar_train_job', 'scar_rank_job']
+
+# %% ../nbs/09b_scar_jobs.ipynb #291cf70e
+DEFAULT_PHASES = (('self-instruct', 'referenced', None), ('dolly', 'direct', None), ('dolly', 'referenced', None),
+                  ('alpaca-seed', 'direct', None), ('alpaca-seed', 'referenced', None), ('self-instruct', 'direct', None))
+
+def scar_generate_job(model:str=GENERATOR, # the generator (a packaged instruct model, hub id or path)
+                      phases=DEFAULT_PHASES, # (source, 'direct' or 'referenced', first n records or None: all), in order
+                      max_new_tokens:int=128, # length budget of each answer
+                      batch_size:int=8, # prompts per generation batch
+                      cache:bool|str|Path=True, # True: the user cache; a folder
+                      data=None, progress:bool=True,
+                     )->pd.DataFrame:
+    "Generate (or read from the cache) the referenced and direct answers of `human_pool`, phase by phase; one row per phase."
+    pool, out = human_pool(data=data), []
+    for source, kind, n in phases:
+        if kind not in ('direct', 'referenced'): raise ValueError(f"phase ({source!r}, {kind!r}, {n}): kind must be 'direct' or 'referenced'")
+        rows, t0 = pool[pool.source == source].iloc[:n], time.time()
+        fn = direct if kind == 'direct' else rewrite
+        res = fn(rows, model, batch_size, max_new_tokens, cache, progress)
+        out.append({'source': source, 'kind': kind, 'n': len(rows), 'empty': sum(not r for r in res), 'seconds': round(time.time() - t0, 1)})
+    return pd.DataFrame(out)
 
 # %% ../nbs/09b_scar_jobs.ipynb #4472a07c
 def _heldout_accuracy(rk, source, parts, data):
