@@ -13,10 +13,10 @@ from .data import load
 from .models import LM, load_lm
 
 # %% auto #0
-__all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'GENERATOR', 'HUMAN_SOURCES', 'JUDGE_PROMPT', 'ORIGINS', 'origin_table',
-           'JsonlCache', 'chat_text', 'generate', 'rewrite', 'direct', 'heldout_dolly', 'human_pool', 'digit_ids',
-           'digit_ratings', 'judge', 'quality_scores', 'build_triples', 'triple_pairs', 'words', 'ttr', 'mtld',
-           'style_metrics']
+__all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'GENERATOR', 'HUMAN_SOURCES', 'REAL_DIRECT', 'JUDGE_PROMPT', 'ORIGINS',
+           'origin_table', 'JsonlCache', 'chat_text', 'generate', 'rewrite', 'direct', 'heldout_dolly', 'human_pool',
+           'cached_answers', 'paper_triples', 'digit_ids', 'digit_ratings', 'judge', 'quality_scores', 'build_triples',
+           'triple_pairs', 'words', 'ttr', 'mtld', 'style_metrics']
 
 # %% ../nbs/09a_scar_data.ipynb #bb189f30
 SCAR_SOURCES = {'human': 'self-instruct', 'direct': 'self-instruct-text-davinci-003', 'referenced': 'rewrite:qwen2.5-coder-0.5b',
@@ -107,6 +107,8 @@ def _cache_path(kind, model, on):
     root = cache_dir('scar', kind) if on is True else Path(on)
     return root/f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(model))}.jsonl"
 
+def _rewrite_key(r, max_new_tokens): return _key(r.instruction, r.input, r.human, max_new_tokens, REWRITE_PROMPT)
+
 # %% ../nbs/09a_scar_data.ipynb #cb07d8aa
 def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
             model:str|LM=SCAR_SOURCES['rewriter'], # a packaged instruct model, hub id, path or `LM`
@@ -118,7 +120,7 @@ def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
     "The `referenced` response of each row: `model` rewrites the human answer keeping its meaning."
     lm = load_lm(model)
     user = lambda r: REWRITE_PROMPT.format(instruction=(r.instruction + ("\n" + r.input if r.input else "")), response=r.human)
-    items = {_key(r.instruction, r.input, r.human, max_new_tokens, REWRITE_PROMPT): user(r) for r in rows.itertuples()}
+    items = {_rewrite_key(r, max_new_tokens): user(r) for r in rows.itertuples()}
     done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path('rewrites', lm.name, cache)),
                        batch_size, f"rewriting with {lm.name}", progress)
     return list(done.values())
@@ -127,6 +129,7 @@ def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
 GENERATOR = 'qwen2.5-coder-1.5b'
 
 def _user(r): return r.instruction + ("\n\n" + r.input if r.input else "")
+def _direct_key(r, max_new_tokens): return _key(r.instruction, r.input, max_new_tokens, 'direct')
 
 def direct(rows:pd.DataFrame, # rows with instruction, input
            model:str|LM=GENERATOR, # a packaged instruct model, hub id, path or `LM`
@@ -137,7 +140,7 @@ def direct(rows:pd.DataFrame, # rows with instruction, input
           )->list:
     "The `direct` response of each row: `model` answers the instruction from scratch."
     lm = load_lm(model)
-    items = {_key(r.instruction, r.input, max_new_tokens, 'direct'): _user(r) for r in rows.itertuples()}
+    items = {_direct_key(r, max_new_tokens): _user(r) for r in rows.itertuples()}
     done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path('direct', lm.name, cache)),
                        batch_size, f"direct answers by {lm.name}", progress)
     return list(done.values())
@@ -168,6 +171,51 @@ def human_pool(sources=HUMAN_SOURCES, # named datasets with human-written answer
                                    'human': t.response.map(str.strip).values, 'source': s}))
     out = pd.concat(parts, ignore_index=True)
     return out[out.human.str.len() > 0].drop_duplicates(['instruction', 'input']).reset_index(drop=True)
+
+# %% ../nbs/09a_scar_data.ipynb #9cff8bd0
+REAL_DIRECT = ('self-instruct-text-davinci-003', 'self-instruct-text-davinci-002')
+
+def cached_answers(rows:pd.DataFrame, # rows with instruction, input (and human, for 'referenced')
+                   kind:str, # 'direct' or 'referenced'
+                   model:str=GENERATOR, # the generator's registry name, hub id or path
+                   max_new_tokens:int=128, # the budget the answers were generated with
+                   cache:bool|str|Path=True, # True: the user cache; a folder
+                  )->list:
+    "The cached generations for `rows` (None where not generated yet); loads no model."
+    if kind not in ('direct', 'referenced'): raise ValueError(f"kind must be 'direct' or 'referenced', not {kind!r}")
+    from select_nb.models import ALIASES
+    c = JsonlCache(_cache_path('direct' if kind == 'direct' else 'rewrites', ALIASES.get(model, model), cache))
+    key = _direct_key if kind == 'direct' else _rewrite_key
+    return [c.d.get(key(r, max_new_tokens)) for r in rows.itertuples()]
+
+# %% ../nbs/09a_scar_data.ipynb #7d1fb78f
+def _real_direct(pool, sources, data):
+    "Pool rows of self-instruct's tasks answered by each real model-written source, as `direct` (the files line up by position)."
+    si = pool[pool.source == 'self-instruct']
+    out = []
+    for src in sources:
+        t = origin_table(src, data=data)
+        if len(si) and (len(t) != len(si) or list(t.human) != list(si.human)):
+            raise ValueError(f"{src!r} does not line up with the pool's self-instruct tasks (counts {len(t)} / {len(si)}, or human answers differ)")
+        out.append(si.rename_axis('task').reset_index().assign(direct=t.direct.values[:len(si)], direct_source=src))
+    return pd.concat(out, ignore_index=True) if out else pool.iloc[:0]
+
+def paper_triples(model:str=GENERATOR, # the generator whose cached answers are read
+                  real_direct=REAL_DIRECT, # real model-written answers to the same instructions, as extra direct rows
+                  max_new_tokens:int=128, # the budget the answers were generated with
+                  cache:bool|str|Path=True, # the generation cache
+                  data=None, # the data directory
+                  pool:pd.DataFrame|None=None, # the human answers (default: `human_pool(data=data)`)
+                 )->pd.DataFrame:
+    "Training triples: per task the human answer, the generator's referenced and direct answers, plus one row per real direct source."
+    pool = (human_pool(data=data) if pool is None else pool).reset_index(drop=True)
+    gen = pool.assign(referenced=cached_answers(pool, 'referenced', model, max_new_tokens, cache),
+                      direct=cached_answers(pool, 'direct', model, max_new_tokens, cache), direct_source=f'gen:{model}')
+    real = _real_direct(pool, real_direct, data).assign(referenced=None)
+    t = pd.concat([gen.rename_axis('task').reset_index(), real], ignore_index=True)
+    for o in ('referenced', 'direct'): t[o] = t[o].where(t[o].fillna('').str.strip().ne('') & t[o].ne(t.human), None)  # empty or a copy: no pair
+    t = t[t.referenced.notna() | t.direct.notna()]
+    return t.sort_values(['task', 'direct_source'], kind='stable').reset_index(drop=True)
 
 # %% ../nbs/09a_scar_data.ipynb #5fdbc564
 JUDGE_PROMPT = ("Rate the response to the instruction for helpfulness and correctness on a scale from 0 (useless or "
