@@ -15,8 +15,8 @@ from .models import LM, load_lm
 # %% auto #0
 __all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'GENERATOR', 'HUMAN_SOURCES', 'REAL_DIRECT', 'JUDGE_PROMPT', 'ORIGINS',
            'origin_table', 'JsonlCache', 'chat_text', 'generate', 'rewrite', 'direct', 'heldout_dolly', 'human_pool',
-           'cached_answers', 'paper_triples', 'digit_ids', 'digit_ratings', 'judge', 'quality_scores', 'build_triples',
-           'triple_pairs', 'words', 'ttr', 'mtld', 'style_metrics']
+           'cached_answers', 'paper_triples', 'digit_ids', 'digit_ratings', 'judge', 'quality_scores', 'apply_floor',
+           'build_triples', 'triple_pairs', 'judge_separation', 'words', 'ttr', 'mtld', 'style_metrics']
 
 # %% ../nbs/09a_scar_data.ipynb #bb189f30
 SCAR_SOURCES = {'human': 'self-instruct', 'direct': 'self-instruct-text-davinci-003', 'referenced': 'rewrite:qwen2.5-coder-0.5b',
@@ -270,6 +270,22 @@ def quality_scores(rows:pd.DataFrame, # rows with instruction, input, response
     if callable(quality): return np.asarray(quality(rows), dtype=float)
     return judge(rows, **({} if quality == 'judge' else {'model': quality}), **kwargs)
 
+# %% ../nbs/09a_scar_data.ipynb #89c63446
+def apply_floor(triples:pd.DataFrame, # rows with instruction, input and the ORIGINS columns
+                quality=None, # the quality scorer (see `quality_scores`); None: no floor
+                floor:float=2.0, # responses scored below this are blanked (left out of every pair)
+                progress:bool=True, # show progress bars
+               )->pd.DataFrame:
+    "`triples` with a `q_<origin>` score per present response, and those below `floor` (or empty) set to None."
+    t = triples.copy()
+    for o in ORIGINS:
+        live = t[o].map(lambda s: isinstance(s, str) and bool(s.strip()))
+        rows = t[live].assign(response=t[o][live])
+        t[f'q_{o}'] = np.nan
+        t.loc[live, f'q_{o}'] = quality_scores(rows, quality, progress=progress) if live.any() else []
+        t.loc[~live | (t[f'q_{o}'] < floor), o] = None
+    return t
+
 # %% ../nbs/09a_scar_data.ipynb #43220595
 ORIGINS = ('human', 'referenced', 'direct')
 
@@ -285,12 +301,7 @@ def build_triples(tasks:pd.DataFrame, # `origin_table` rows
     t['referenced'] = None
     n = min(n_referenced, len(t))
     if n: t.loc[t.index[:n], 'referenced'] = rewrite(t.iloc[:n], rewriter, progress=progress)
-    for o in ORIGINS:
-        live = t[o].map(lambda s: isinstance(s, str) and bool(s.strip()))
-        rows = t[live].assign(response=t[o][live])
-        t[f'q_{o}'] = np.nan
-        t.loc[live, f'q_{o}'] = quality_scores(rows, quality, progress=progress) if live.any() else []
-        t.loc[~live | (t[f'q_{o}'] < floor), o] = None
+    t = apply_floor(t, quality, floor, progress)
     t.loc[t.referenced == t.human, 'referenced'] = None  # a rewrite that copies the human answer is no pair
     return t
 
@@ -302,6 +313,40 @@ def triple_pairs(triples:pd.DataFrame)->pd.DataFrame:
         ok = triples[hi].notna() & triples[lo].notna() & (triples[hi] != triples[lo])
         out.append(pd.DataFrame({'row': triples.index[ok], 'better': hi, 'worse': lo}))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/09a_scar_data.ipynb #caf60747
+def _contrasts(n, seed, data):
+    "Pairs (instruction, input, better, worse) of known order, `n` per contrast."
+    rng = np.random.default_rng(seed)
+    si = origin_table('self-instruct-text-davinci-003', data=data); base = origin_table('self-instruct-davinci', data=data)
+    other = si.human.values[np.roll(np.arange(len(si)), 1 + rng.integers(len(si) - 1))]   # every task gets another task's answer
+    g4, d3 = load('alpaca-eval-gpt4', data=data), load('alpaca-eval-davinci003', data=data)
+    if list(g4.instruction) != list(d3.instruction): raise ValueError("AlpacaEval's GPT-4 and text-davinci-003 files do not list the same prompts in the same order")
+    c = {'expert vs other task': si.assign(better=si.human, worse=other),
+         'gpt4 vs davinci003': pd.DataFrame({'instruction': g4.instruction, 'input': g4.input, 'better': g4.response.values, 'worse': d3.response.values}),
+         'davinci003 vs davinci': si.assign(better=si.direct, worse=base.direct.values)}
+    out = [t.assign(contrast=k)[['contrast', 'instruction', 'input', 'better', 'worse']] for k, t in c.items()]
+    out = [t[(t.better.str.strip() != '') & (t.worse.str.strip() != '') & (t.better != t.worse)] for t in out]
+    return pd.concat([t.iloc[rng.permutation(len(t))[:n]] for t in out], ignore_index=True)
+
+# %% ../nbs/09a_scar_data.ipynb #dddb8387
+def judge_separation(quality='judge', # a scorer for `quality_scores` (a judge model name, 'judge', or a callable)
+                     n:int=40, # pairs per contrast
+                     seed:int=0, n_boot:int=1000, data=None,
+                     **kwargs, # passed to the scorer (`judge`)
+                    )->pd.DataFrame:
+    "Paired win rate (ties half) of the known-better answer under `quality`, per contrast, with a bootstrap 95% interval."
+    pairs = _contrasts(n, seed, data)
+    both = pd.concat([pairs.assign(response=pairs.better), pairs.assign(response=pairs.worse)], ignore_index=True)
+    q = quality_scores(both, quality, **kwargs)
+    pairs['q_better'], pairs['q_worse'] = q[:len(pairs)], q[len(pairs):]
+    pairs['win'] = (pairs.q_better > pairs.q_worse) + 0.5 * (pairs.q_better == pairs.q_worse)
+    rng, rows = np.random.default_rng(seed), []
+    for k, g in pairs.groupby('contrast', sort=False):
+        boot = [g.win.values[rng.integers(len(g), size=len(g))].mean() for _ in range(n_boot)]
+        rows.append({'contrast': k, 'n': len(g), 'win_rate': g.win.mean(), 'lo': np.quantile(boot, .025), 'hi': np.quantile(boot, .975),
+                     'mean_diff': (g.q_better - g.q_worse).mean()})
+    return pd.DataFrame(rows)
 
 # %% ../nbs/09a_scar_data.ipynb #d94ce50a
 def words(text:str)->list: return re.findall(r"[a-z0-9']+", text.lower())
