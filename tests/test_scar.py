@@ -135,7 +135,8 @@ def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
 def test_train_job_end_to_end(tmp_path):
     "`scar train` on 20 real tasks (no rewrites, no judge, one epoch): the ranker folder, the summary and its held-out parts."
     from select_nb.scar_jobs import scar_train_job
-    s = scar_train_job(tmp_path, n_referenced=0, quality=None, epochs=1, limit=20, progress=False)
+    s = scar_train_job(tmp_path, 'self-instruct', n_referenced=0, epochs=1, limit=20, auc_n=0, progress=False,
+                       heldout=('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001'))
     assert (s['n_tasks'], s['split'], s['config']['ppl_model']) == (20, {'train': 16, 'val': 2, 'test': 2}, 'smollm2-135m')
     assert set(s['heldout']) == {f'{src}:{p}' for src in ('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001')
                                  for p in ('test', 'unseen', 'all')}
