@@ -179,3 +179,16 @@ def test_form_projection_trains_with_frozen_encoder(tok, tasks):
         before = forms(rk.eval())
         rk2, _ = train_ranker(sp, epochs=2, batch_size=3, freeze_encoder=True, ranker=rk, progress=False)
         assert torch.allclose(before, forms(rk2), atol=1e-6) != proj
+
+
+def test_packaged_ranker_ranks_without_ranker_argument(tmp_path):
+    "`select-nb scar rank --data ...` works out of the box: the shipped heads over the packaged MiniLM and SmolLM2 features."
+    from select_nb.cli import main
+    from select_nb.scar_jobs import DEFAULT_RANKER
+    from pathlib import Path
+    heads = Path(DEFAULT_RANKER)/'heads.safetensors'
+    assert heads.exists() and heads.stat().st_size < 5e6
+    main(['scar', 'rank', '--data', 'alpaca', '--limit', '8', '--top-k', '3', '--out', str(tmp_path/'r')])
+    sc = pd.read_parquet(tmp_path/'r'/'scores.parquet')
+    assert len(sc) == 8 and sc.selected.sum() == 3 and sc.scar_score.notna().all()
+    assert json.loads((tmp_path/'r'/'summary.json').read_text())['ranker'] == 'packaged default'
