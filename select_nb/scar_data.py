@@ -214,6 +214,11 @@ def paper_triples(model:str=GENERATOR, # the generator whose cached answers are 
     real = _real_direct(pool, real_direct, data).assign(referenced=None)
     t = pd.concat([gen.rename_axis('task').reset_index(), real], ignore_index=True)
     for o in ('referenced', 'direct'): t[o] = t[o].where(t[o].fillna('').str.strip().ne('') & t[o].ne(t.human), None)  # empty or a copy: no pair
+    if len(real_direct):  # a rewrite without a generated direct answer joins the first real direct row: one full triple
+        first = t.direct_source.eq(real_direct[0]) & t.direct.notna()
+        lone = t.direct_source.eq(f'gen:{model}') & t.direct.isna() & t.referenced.notna() & t.task.isin(t.task[first])
+        t.loc[first, 'referenced'] = t.task[first].map(t[lone].set_index('task').referenced)
+        t.loc[lone, 'referenced'] = None
     t = t[t.referenced.notna() | t.direct.notna()]
     return t.sort_values(['task', 'direct_source'], kind='stable').reset_index(drop=True)
 
