@@ -221,6 +221,7 @@ def train_ranker(splits:dict, # from `split_triples`
                  device=None, # default: CUDA when present
                  ranker:ScarRanker|None=None, # start from this ranker instead of a fresh one
                  progress:bool=True, # show progress
+                 memo:dict|None=None, # frozen encoder: a text -> encoder output cache to fill and reuse (shared between runs over the same texts)
                 )->tuple:
     "Train a ranker; return it (best validation epoch) and a per-epoch history table."
     torch.manual_seed(seed)
@@ -232,7 +233,7 @@ def train_ranker(splits:dict, # from `split_triples`
     groups = [{'params': heads, 'lr': head_lr or lr}] + ([] if freeze_encoder else [{'params': list(rk.encoder.parameters()), 'lr': lr}])
     opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(warmup * n_steps), n_steps)
-    rk.memo = {} if freeze_encoder else None  # a frozen encoder reads each text once
+    rk.memo = ({} if memo is None else memo) if freeze_encoder else None  # a frozen encoder reads each text once
     hist = [{'epoch': 0, 'loss': np.nan, 'val_acc': pairwise_accuracy(triple_scores(rk, splits['val']))}]
     best, rng = (hist[0]['val_acc'], copy.deepcopy(rk.state_dict())), np.random.default_rng(seed)
     for ep in range(1, epochs + 1):

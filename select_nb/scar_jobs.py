@@ -53,7 +53,7 @@ def _heldout_accuracy(rk, source, parts, data):
     return out
 
 # %% ../nbs/09b_scar_jobs.ipynb #4f7d9148
-HELDOUT_SOURCES = ('alpaca', 'alpaca-eval-davinci003', 'alpaca-eval-gpt4', 'alpaca-eval-gpt4-1106')
+HELDOUT_SOURCES = ('alpaca', 'alpaca-eval-gpt4')   # also possible: 'alpaca-eval-davinci003', 'alpaca-eval-gpt4-1106'
 
 def _auc(pos, neg):
     d = np.asarray(pos)[:, None] - np.asarray(neg)[None, :]
