@@ -28,6 +28,7 @@ setuptools.setup(
                 ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
     packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
+    package_data={cfg['lib_path']: ['scar_default/*.json', 'scar_default/*.safetensors']},  # the packaged SCAR ranker
     install_requires=cfg['requirements'].split(),
     extras_require={'dev': cfg['dev_requirements'].split() + cfg['ray_requirements'].split(), 'ray': cfg['ray_requirements'].split()},
     python_requires='>=' + min_python,

@@ -11,8 +11,8 @@ from .data import DataError, DATASETS, load
 from .models import MODELS, LADDERS, ModelNotInstalled
 
 # %% auto #0
-__all__ = ['cmd_score', 'cmd_superfilter', 'cmd_consistency', 'cmd_kcenter', 'cmd_scar_train', 'cmd_scar_rank', 'cmd_nuggets',
-           'cmd_list', 'cmd_baseline', 'cmd_evaluate', 'build_parser', 'main']
+__all__ = ['cmd_score', 'cmd_superfilter', 'cmd_consistency', 'cmd_kcenter', 'cmd_scar_train', 'cmd_scar_rank',
+           'cmd_scar_generate', 'cmd_nuggets', 'cmd_list', 'cmd_baseline', 'cmd_evaluate', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #e982c96f
 def cmd_score(a):
@@ -55,18 +55,26 @@ def cmd_kcenter(a):
     print(f"k-center picked {a.k} records; outputs in {a.out}/"); _print_files(res)
 
 def cmd_scar_train(a):
-    "Train a SCAR style ranker on the documented default sources."
+    "Train a SCAR style ranker (default: the paper's triples from the generation cache, plus self-instruct's GPT-3 answers)."
     from select_nb.scar_jobs import scar_train_job
-    res = scar_train_job(a.out, a.direct, a.heldout, a.n_referenced, a.rewriter, None if a.quality == 'none' else a.quality, a.floor,
-                         a.epochs, a.batch_size, a.lr, a.head_lr, not a.finetune_encoder, a.encoder, a.pooling,
-                         None if a.ppl_model == 'none' else a.ppl_model, a.max_length, a.authors, a.limit, a.seed, device=a.device)
+    res = scar_train_job(a.out, a.recipe, a.generator, max_new_tokens=a.max_new_tokens, direct=a.direct, n_referenced=a.n_referenced,
+                         rewriter=a.rewriter, heldout=a.heldout, auc_n=a.auc_n, quality=None if a.quality == 'none' else a.quality,
+                         floor=a.floor, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, head_lr=a.head_lr, freeze_encoder=not a.finetune_encoder,
+                         encoder=a.encoder, pooling=a.pooling, form_proj=not a.no_form_proj, ppl_model=None if a.ppl_model == 'none' else a.ppl_model,
+                         max_length=a.max_length, authors=a.authors, limit=a.limit, seed=a.seed, device=a.device)
     print(f"SCAR ranker in {a.out}/ranker: validation pairwise accuracy {res['val_acc']:.3f}, test {res['test_acc']:.3f}")
 
 def cmd_scar_rank(a):
-    "Rank records with a trained SCAR ranker and keep the best."
+    "Rank records with a SCAR ranker (default: the packaged one) and keep the best."
     from select_nb.scar_jobs import scar_rank_job
     res = scar_rank_job(a.data, a.ranker, a.ratio, a.top_k, a.threshold, a.out, a.limit, a.batch_size, a.ppl_model, a.device)
     print(f"SCAR kept {res['n_selected']} of {res['n_records']} records; outputs in {a.out}/")
+
+def cmd_scar_generate(a):
+    "Generate (cached, resumable) the referenced rewrites and direct answers of the human-answer pool."
+    from select_nb.scar_jobs import scar_generate_job, DEFAULT_PHASES
+    phases = DEFAULT_PHASES if not a.sources else [(s, k, a.n) for s in a.sources for k in a.kinds]
+    print(scar_generate_job(a.model, phases, a.max_new_tokens, a.batch_size).to_string(index=False))
 
 def cmd_nuggets(a):
     "Nuggets: golden scores from one-shot prompting against an anchor set."
@@ -244,27 +252,39 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--dtype', choices=['bf16', 'fp32', 'fp16']); p.add_argument('--device'); p.add_argument('--batch-tokens', type=int)
     p.add_argument('--no-cache', action='store_true')
     p.set_defaults(func=cmd_nuggets)
-    scar = sub.add_parser('scar', help="SCAR style-consistency ranker: train, rank").add_subparsers(dest='scar_command', required=True, metavar='ACTION')
-    p = scar.add_parser('train', help="train a ranker (no arguments: the documented default sources)")
+    scar = sub.add_parser('scar', help="SCAR style-consistency ranker: generate, train, rank").add_subparsers(dest='scar_command', required=True, metavar='ACTION')
+    p = scar.add_parser('train', help="train a ranker (no arguments: the paper's triples from the generation cache)")
     p.add_argument('--out', default='scar_ranker', help="output folder (the ranker goes to OUT/ranker)")
-    p.add_argument('--direct', default='self-instruct-text-davinci-003'); p.add_argument('--heldout', nargs='*', default=['self-instruct-text-davinci-002', 'self-instruct-text-davinci-001'])
-    p.add_argument('--n-referenced', type=int, default=16, help="human answers rewritten locally as 'referenced'")
-    p.add_argument('--rewriter', default='qwen2.5-coder-0.5b'); p.add_argument('--quality', default='judge', help="'judge', a judge model name, or 'none'")
+    p.add_argument('--recipe', default='paper', choices=['paper', 'self-instruct'], help="paper: cached generations + GPT-3 answers; self-instruct: human vs --direct")
+    p.add_argument('--generator', default='qwen2.5-coder-1.5b', help="paper recipe: the model whose cached answers are read")
+    p.add_argument('--max-new-tokens', type=int, default=128, help="paper recipe: the budget the cached answers were generated with")
+    p.add_argument('--direct', default='self-instruct-text-davinci-003'); p.add_argument('--heldout', nargs='*', default=['self-instruct-text-davinci-001'])
+    p.add_argument('--n-referenced', type=int, default=16, help="self-instruct recipe: human answers rewritten locally as 'referenced'")
+    p.add_argument('--rewriter', default='qwen2.5-coder-0.5b'); p.add_argument('--quality', default='none', help="'judge', a judge model name, or 'none'")
     p.add_argument('--floor', type=float, default=2.0, help="quality floor (0-9 judge scale)")
+    p.add_argument('--auc-n', type=int, default=150, help="records per side of the held-out AUC (0: skip)")
     p.add_argument('--epochs', type=int, default=10); p.add_argument('--batch-size', type=int, default=8); p.add_argument('--lr', type=float, default=2e-5)
     p.add_argument('--head-lr', type=float, default=1e-3, help="learning rate of the MLPs"); p.add_argument('--finetune-encoder', action='store_true')
     p.add_argument('--encoder', default='minilm-l6'); p.add_argument('--pooling', default='mean', choices=['pooler', 'cls', 'mean'])
+    p.add_argument('--no-form-proj', action='store_true', help="no trainable projection of the form vector")
     p.add_argument('--ppl-model', default='smollm2-135m', help="perplexity features for the scorer ('none': the authors' ranker)")
     p.add_argument('--authors', action='store_true', help="the authors' ranker and optimiser (pooled output, no perplexity features, fine-tuned encoder)")
     p.add_argument('--max-length', type=int, default=128)
     p.add_argument('--limit', type=int); p.add_argument('--seed', type=int, default=0); p.add_argument('--device')
     p.set_defaults(func=cmd_scar_train)
-    p = scar.add_parser('rank', help="score records with a trained ranker and select"); _data_args(p, "output folder")
-    p.add_argument('--ranker', required=True, help="a trained ranker folder (OUT/ranker of `scar train`)")
+    p = scar.add_parser('rank', help="score records with a SCAR ranker and select"); _data_args(p, "output folder")
+    p.add_argument('--ranker', help="a trained ranker folder (OUT/ranker of `scar train`; default: the packaged ranker)")
     p.add_argument('--ratio', type=float); p.add_argument('--top-k', type=int); p.add_argument('--threshold', type=float)
     p.add_argument('--batch-size', type=int, default=32); p.add_argument('--ppl-model', help="also report perplexity style metrics with this LM")
     p.add_argument('--device')
     p.set_defaults(func=cmd_scar_rank)
+    p = scar.add_parser('generate', help="generate the referenced and direct answers for training (long; cached, resumable)")
+    p.add_argument('--model', default='qwen2.5-coder-1.5b', help="the generator")
+    p.add_argument('--sources', nargs='*', help="human-answer sources (self-instruct, alpaca-seed, dolly; default: every phase of DEFAULT_PHASES)")
+    p.add_argument('--kinds', nargs='*', default=['referenced', 'direct'], choices=['referenced', 'direct'])
+    p.add_argument('--n', type=int, help="the first N records of each source (default: all)")
+    p.add_argument('--max-new-tokens', type=int, default=128); p.add_argument('--batch-size', type=int, default=8)
+    p.set_defaults(func=cmd_scar_generate)
     _baseline_parser(sub)
     _evaluate_parser(sub)
     sub.add_parser('list', help="named datasets, models and ladders").set_defaults(func=cmd_list)

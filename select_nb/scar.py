@@ -31,6 +31,9 @@ class ScarConfig:
     max_length:int = 256 # tokens per instruction / response
     pooling:str = 'pooler' # 'pooler', 'cls' or 'mean'
     ppl_model:str|None = None # a causal LM whose log-perplexities of the response (given the instruction; alone) join the scorer's input; None: the authors' ranker
+    form_proj:bool = False # a trainable linear projection of the max-pooled form vector (gives the form branch parameters when the encoder is frozen)
+    use_surprisal:bool = True # the scorer reads the surprisal vector (False: an ablation)
+    use_form:bool = True # the scorer reads the form vector (False: an ablation)
 
 # %% ../nbs/09_scar.ipynb #bed869a5
 class ScarRanker(nn.Module):
@@ -43,7 +46,10 @@ class ScarRanker(nn.Module):
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
         h = self.encoder.config.hidden_size; d = config.hidden or h
         self.surprisal = nn.Sequential(nn.Linear(2 * h, d), nn.ReLU(), nn.Linear(d, h))
-        self.scorer = nn.Sequential(nn.Linear(2 * h + (2 if config.ppl_model else 0), d), nn.ReLU(), nn.Linear(d, 1))
+        self.form = nn.Linear(h, h) if config.form_proj else nn.Identity()
+        n_in = h * (config.use_surprisal + config.use_form) + (2 if config.ppl_model else 0)
+        if not n_in: raise ValueError("the scorer reads nothing: keep use_surprisal, use_form or ppl_model")
+        self.scorer = nn.Sequential(nn.Linear(n_in, d), nn.ReLU(), nn.Linear(d, 1))
 
     @property
     def device(self): return next(self.parameters()).device
@@ -96,8 +102,8 @@ def forward(self:ScarRanker,
     rv, states, mask = self.embed(responses)
     if instr_index is not None: iv = iv[torch.as_tensor(instr_index, device=iv.device)]
     surprisal = self.surprisal(torch.cat([iv, rv], -1))
-    form = states.masked_fill(~mask.bool().unsqueeze(-1), float('-inf')).max(1).values
-    feats = [surprisal, form]
+    form = self.form(states.masked_fill(~mask.bool().unsqueeze(-1), float('-inf')).max(1).values)
+    feats = [v for v, on in ((surprisal, self.config.use_surprisal), (form, self.config.use_form)) if on]
     if self.config.ppl_model:
         if ppl is None: raise ValueError(f"this ranker reads perplexity features ({self.config.ppl_model}): pass `ppl` (see `ppl_features`)")
         feats.append(torch.as_tensor(ppl, dtype=form.dtype, device=form.device))
@@ -190,14 +196,16 @@ def pairwise_accuracy(scores:pd.DataFrame)->float:
     return float(hits.mean()) if len(hits) else float('nan')
 
 # %% ../nbs/09_scar.ipynb #6187c063
-def split_triples(triples:pd.DataFrame, # all triples
+def split_triples(triples:pd.DataFrame, # all triples (rows sharing a `task` value stay together)
                   seed:int=0, # shuffling seed
                   fractions=(0.8, 0.1, 0.1), # train / validation / test
                  )->dict:
     "Seeded train / val / test split of the tasks."
-    order = np.random.default_rng(seed).permutation(len(triples))
-    a = int(round(fractions[0] * len(triples))); b = a + int(round(fractions[1] * len(triples)))
-    return {k: triples.iloc[order[s]].reset_index(drop=True) for k, s in (('train', slice(0, a)), ('val', slice(a, b)), ('test', slice(b, None)))}
+    task = triples['task'].values if 'task' in triples else np.arange(len(triples))
+    ids = np.unique(task); order = ids[np.random.default_rng(seed).permutation(len(ids))]
+    a = int(round(fractions[0] * len(ids))); b = a + int(round(fractions[1] * len(ids)))
+    part = {k: set(order[s]) for k, s in (('train', slice(0, a)), ('val', slice(a, b)), ('test', slice(b, None)))}
+    return {k: triples[np.isin(task, list(v))].reset_index(drop=True) for k, v in part.items()}
 
 # %% ../nbs/09_scar.ipynb #23043556
 def train_ranker(splits:dict, # from `split_triples`
@@ -213,6 +221,7 @@ def train_ranker(splits:dict, # from `split_triples`
                  device=None, # default: CUDA when present
                  ranker:ScarRanker|None=None, # start from this ranker instead of a fresh one
                  progress:bool=True, # show progress
+                 memo:dict|None=None, # frozen encoder: a text -> encoder output cache to fill and reuse (shared between runs over the same texts)
                 )->tuple:
     "Train a ranker; return it (best validation epoch) and a per-epoch history table."
     torch.manual_seed(seed)
@@ -224,7 +233,7 @@ def train_ranker(splits:dict, # from `split_triples`
     groups = [{'params': heads, 'lr': head_lr or lr}] + ([] if freeze_encoder else [{'params': list(rk.encoder.parameters()), 'lr': lr}])
     opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(warmup * n_steps), n_steps)
-    rk.memo = {} if freeze_encoder else None  # a frozen encoder reads each text once
+    rk.memo = ({} if memo is None else memo) if freeze_encoder else None  # a frozen encoder reads each text once
     hist = [{'epoch': 0, 'loss': np.nan, 'val_acc': pairwise_accuracy(triple_scores(rk, splits['val']))}]
     best, rng = (hist[0]['val_acc'], copy.deepcopy(rk.state_dict())), np.random.default_rng(seed)
     for ep in range(1, epochs + 1):
@@ -247,23 +256,37 @@ def _train_epoch(rk, rows, batch_size, opt, sched, progress, ep):
     return losses
 
 # %% ../nbs/09_scar.ipynb #2046710c
-def save_ranker(ranker:ScarRanker, path)->Path:
+def _heads(ranker): return {k: v.contiguous() for k, v in ranker.state_dict().items() if not k.startswith('encoder.')}
+
+def save_ranker(ranker:ScarRanker, path, # the ranker, and the folder to write
+                heads_only:bool=False, # write the heads only (the encoder comes from `config.encoder` when loading)
+               )->Path:
     "Write the ranker to the folder `path`."
-    from safetensors.torch import save_model
+    from safetensors.torch import save_model, save_file
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    ranker.encoder.config.save_pretrained(path/'encoder'); ranker.tokenizer.save_pretrained(path/'encoder')
-    save_model(ranker, str(path/'model.safetensors'))
+    if heads_only: save_file(_heads(ranker), str(path/'heads.safetensors'))
+    else:
+        ranker.encoder.config.save_pretrained(path/'encoder'); ranker.tokenizer.save_pretrained(path/'encoder')
+        save_model(ranker, str(path/'model.safetensors'))
     (path/'scar_config.json').write_text(json.dumps(asdict(ranker.config), indent=2))
     return path
 
+# %% ../nbs/09_scar.ipynb #29fbe4ed
 def load_ranker(path, device=None)->ScarRanker:
     "Load a ranker saved by `save_ranker`."
-    from safetensors.torch import load_model
+    from safetensors.torch import load_model, load_file
     path = Path(path)
     if not (path/'scar_config.json').exists(): raise FileNotFoundError(f"{path} is not a saved SCAR ranker (no scar_config.json)")
-    enc = AutoModel.from_config(AutoConfig.from_pretrained(path/'encoder'))
-    rk = ScarRanker(ScarConfig(**json.loads((path/'scar_config.json').read_text())), enc, AutoTokenizer.from_pretrained(path/'encoder'))
-    load_model(rk, str(path/'model.safetensors'))
+    config = ScarConfig(**json.loads((path/'scar_config.json').read_text()))
+    if (path/'heads.safetensors').exists():
+        rk = ScarRanker(config)   # the encoder from the registry
+        missing, unexpected = rk.load_state_dict(load_file(str(path/'heads.safetensors')), strict=False)
+        if unexpected or any(not k.startswith('encoder.') for k in missing):
+            raise ValueError(f"{path/'heads.safetensors'} does not fit {config}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    else:
+        enc = AutoModel.from_config(AutoConfig.from_pretrained(path/'encoder'))
+        rk = ScarRanker(config, enc, AutoTokenizer.from_pretrained(path/'encoder'))
+        load_model(rk, str(path/'model.safetensors'))
     return rk.to(pick_device(device)).eval()
 
 # %% ../nbs/09_scar.ipynb #0d85b0b4

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09a_scar_data.ipynb #fb59b6c2
 from __future__ import annotations
-import json, re
+import json, re, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm
@@ -13,9 +13,10 @@ from .data import load
 from .models import LM, load_lm
 
 # %% auto #0
-__all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'JUDGE_PROMPT', 'ORIGINS', 'origin_table', 'JsonlCache', 'chat_text', 'generate',
-           'rewrite', 'digit_ids', 'digit_ratings', 'judge', 'quality_scores', 'build_triples', 'triple_pairs', 'words',
-           'ttr', 'mtld', 'style_metrics']
+__all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'GENERATOR', 'HUMAN_SOURCES', 'REAL_DIRECT', 'JUDGE_PROMPT', 'ORIGINS',
+           'origin_table', 'JsonlCache', 'chat_text', 'generate', 'rewrite', 'direct', 'heldout_dolly', 'human_pool',
+           'cached_answers', 'paper_triples', 'digit_ids', 'digit_ratings', 'judge', 'quality_scores', 'apply_floor',
+           'build_triples', 'triple_pairs', 'judge_separation', 'words', 'ttr', 'mtld', 'style_metrics']
 
 # %% ../nbs/09a_scar_data.ipynb #bb189f30
 SCAR_SOURCES = {'human': 'self-instruct', 'direct': 'self-instruct-text-davinci-003', 'referenced': 'rewrite:qwen2.5-coder-0.5b',
@@ -87,9 +88,13 @@ def _key(*texts): return record_id(json.dumps([str(t) for t in texts], ensure_as
 def _cached_map(items:dict, fn, cache:JsonlCache, batch_size:int, desc:str, progress:bool=True)->dict:
     "Apply `fn` to the values of `items` that `cache` lacks, batch by batch (longest first), saving each batch."
     todo = sorted((k for k in dict.fromkeys(items) if k not in cache.d), key=lambda k: -len(items[k]))
-    for i in tqdm(range(0, len(todo), batch_size), desc=desc, disable=not progress or not todo):
-        keys = todo[i:i + batch_size]
+    bar = tqdm(range(0, len(todo), batch_size), desc=desc, disable=not progress or not todo)
+    for i in bar:
+        keys, t0 = todo[i:i + batch_size], time.time()
         cache.update(dict(zip(keys, fn([items[k] for k in keys]))))
+        if i == 0 and progress and len(todo) > batch_size:  # the first batch holds the longest prompts: an upper bound
+            bar.write(f"{desc}: {len(todo)} to do, {len(items) - len(todo)} cached; first batch {time.time() - t0:.0f} s, "
+                      f"at most ~{(time.time() - t0) * (len(todo) / batch_size - 1) / 60:.0f} min for the rest")
     return {k: cache.d[k] for k in items}
 
 # %% ../nbs/09a_scar_data.ipynb #51c95a48
@@ -102,6 +107,8 @@ def _cache_path(kind, model, on):
     root = cache_dir('scar', kind) if on is True else Path(on)
     return root/f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(model))}.jsonl"
 
+def _rewrite_key(r, max_new_tokens): return _key(r.instruction, r.input, r.human, max_new_tokens, REWRITE_PROMPT)
+
 # %% ../nbs/09a_scar_data.ipynb #cb07d8aa
 def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
             model:str|LM=SCAR_SOURCES['rewriter'], # a packaged instruct model, hub id, path or `LM`
@@ -113,10 +120,107 @@ def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
     "The `referenced` response of each row: `model` rewrites the human answer keeping its meaning."
     lm = load_lm(model)
     user = lambda r: REWRITE_PROMPT.format(instruction=(r.instruction + ("\n" + r.input if r.input else "")), response=r.human)
-    items = {_key(r.instruction, r.input, r.human, max_new_tokens, REWRITE_PROMPT): user(r) for r in rows.itertuples()}
+    items = {_rewrite_key(r, max_new_tokens): user(r) for r in rows.itertuples()}
     done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path('rewrites', lm.name, cache)),
                        batch_size, f"rewriting with {lm.name}", progress)
     return list(done.values())
+
+# %% ../nbs/09a_scar_data.ipynb #781b53c9
+GENERATOR = 'qwen2.5-coder-1.5b'
+
+def _user(r): return r.instruction + ("\n\n" + r.input if r.input else "")
+def _direct_key(r, max_new_tokens): return _key(r.instruction, r.input, max_new_tokens, 'direct')
+
+def direct(rows:pd.DataFrame, # rows with instruction, input
+           model:str|LM=GENERATOR, # a packaged instruct model, hub id, path or `LM`
+           batch_size:int=8, # prompts per generation batch
+           max_new_tokens:int=160, # length budget of an answer
+           cache:bool|str|Path=True, # True: the user cache; a folder; False: none
+           progress:bool=True, # show a progress bar
+          )->list:
+    "The `direct` response of each row: `model` answers the instruction from scratch."
+    lm = load_lm(model)
+    items = {_direct_key(r, max_new_tokens): _user(r) for r in rows.itertuples()}
+    done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path('direct', lm.name, cache)),
+                       batch_size, f"direct answers by {lm.name}", progress)
+    return list(done.values())
+
+# %% ../nbs/09a_scar_data.ipynb #0b7b4ed8
+HUMAN_SOURCES = ('self-instruct', 'alpaca-seed', 'dolly')
+
+def heldout_dolly(n:int=150, # records held out
+                  seed:int=0, # sampling seed
+                  data=None, # the data directory (default: `data_dir()`)
+                 )->pd.DataFrame:
+    "The seeded sample of Dolly records that no training run sees (the human side of the held-out test)."
+    t = load('dolly', data=data)
+    return t.iloc[np.random.default_rng(seed).permutation(len(t))[:n]].reset_index(drop=True)
+
+# %% ../nbs/09a_scar_data.ipynb #59e568f7
+def human_pool(sources=HUMAN_SOURCES, # named datasets with human-written answers
+               heldout:int=150, # Dolly records held out (see `heldout_dolly`)
+               seed:int=0, # seed of Dolly's order and held-out sample
+               data=None, # the data directory
+              )->pd.DataFrame:
+    "One row per human-written answer: instruction, input, human, source (Dolly in seeded order, held-out records left out)."
+    parts = []
+    for s in sources:
+        t = load(s, data=data)
+        if s == 'dolly': t = t.iloc[np.random.default_rng(seed).permutation(len(t))[heldout:]]
+        parts.append(pd.DataFrame({'instruction': t.instruction.values, 'input': t.input.values,
+                                   'human': t.response.map(str.strip).values, 'source': s}))
+    out = pd.concat(parts, ignore_index=True)
+    return out[out.human.str.len() > 0].drop_duplicates(['instruction', 'input']).reset_index(drop=True)
+
+# %% ../nbs/09a_scar_data.ipynb #9cff8bd0
+REAL_DIRECT = ('self-instruct-text-davinci-003', 'self-instruct-text-davinci-002')
+
+def cached_answers(rows:pd.DataFrame, # rows with instruction, input (and human, for 'referenced')
+                   kind:str, # 'direct' or 'referenced'
+                   model:str=GENERATOR, # the generator's registry name, hub id or path
+                   max_new_tokens:int=128, # the budget the answers were generated with
+                   cache:bool|str|Path=True, # True: the user cache; a folder
+                  )->list:
+    "The cached generations for `rows` (None where not generated yet); loads no model."
+    if kind not in ('direct', 'referenced'): raise ValueError(f"kind must be 'direct' or 'referenced', not {kind!r}")
+    from select_nb.models import ALIASES
+    c = JsonlCache(_cache_path('direct' if kind == 'direct' else 'rewrites', ALIASES.get(model, model), cache))
+    key = _direct_key if kind == 'direct' else _rewrite_key
+    return [c.d.get(key(r, max_new_tokens)) for r in rows.itertuples()]
+
+# %% ../nbs/09a_scar_data.ipynb #7d1fb78f
+def _real_direct(pool, sources, data):
+    "Pool rows of self-instruct's tasks answered by each real model-written source, as `direct` (the files line up by position)."
+    si = pool[pool.source == 'self-instruct']
+    out = []
+    for src in sources:
+        t = origin_table(src, data=data)
+        if len(si) and (len(t) != len(si) or list(t.human) != list(si.human)):
+            raise ValueError(f"{src!r} does not line up with the pool's self-instruct tasks (counts {len(t)} / {len(si)}, or human answers differ)")
+        out.append(si.rename_axis('task').reset_index().assign(direct=t.direct.values[:len(si)], direct_source=src))
+    return pd.concat(out, ignore_index=True) if out else pool.iloc[:0]
+
+def paper_triples(model:str=GENERATOR, # the generator whose cached answers are read
+                  real_direct=REAL_DIRECT, # real model-written answers to the same instructions, as extra direct rows
+                  max_new_tokens:int=128, # the budget the answers were generated with
+                  cache:bool|str|Path=True, # the generation cache
+                  data=None, # the data directory
+                  pool:pd.DataFrame|None=None, # the human answers (default: `human_pool(data=data)`)
+                 )->pd.DataFrame:
+    "Training triples: per task the human answer, the generator's referenced and direct answers, plus one row per real direct source."
+    pool = (human_pool(data=data) if pool is None else pool).reset_index(drop=True)
+    gen = pool.assign(referenced=cached_answers(pool, 'referenced', model, max_new_tokens, cache),
+                      direct=cached_answers(pool, 'direct', model, max_new_tokens, cache), direct_source=f'gen:{model}')
+    real = _real_direct(pool, real_direct, data).assign(referenced=None)
+    t = pd.concat([gen.rename_axis('task').reset_index(), real], ignore_index=True)
+    for o in ('referenced', 'direct'): t[o] = t[o].where(t[o].fillna('').str.strip().ne('') & t[o].ne(t.human), None)  # empty or a copy: no pair
+    if len(real_direct):  # a rewrite without a generated direct answer joins the first real direct row: one full triple
+        first = t.direct_source.eq(real_direct[0]) & t.direct.notna()
+        lone = t.direct_source.eq(f'gen:{model}') & t.direct.isna() & t.referenced.notna() & t.task.isin(t.task[first])
+        t.loc[first, 'referenced'] = t.task[first].map(t[lone].set_index('task').referenced)
+        t.loc[lone, 'referenced'] = None
+    t = t[t.referenced.notna() | t.direct.notna()]
+    return t.sort_values(['task', 'direct_source'], kind='stable').reset_index(drop=True)
 
 # %% ../nbs/09a_scar_data.ipynb #5fdbc564
 JUDGE_PROMPT = ("Rate the response to the instruction for helpfulness and correctness on a scale from 0 (useless or "
@@ -171,6 +275,22 @@ def quality_scores(rows:pd.DataFrame, # rows with instruction, input, response
     if callable(quality): return np.asarray(quality(rows), dtype=float)
     return judge(rows, **({} if quality == 'judge' else {'model': quality}), **kwargs)
 
+# %% ../nbs/09a_scar_data.ipynb #89c63446
+def apply_floor(triples:pd.DataFrame, # rows with instruction, input and the ORIGINS columns
+                quality=None, # the quality scorer (see `quality_scores`); None: no floor
+                floor:float=2.0, # responses scored below this are blanked (left out of every pair)
+                progress:bool=True, # show progress bars
+               )->pd.DataFrame:
+    "`triples` with a `q_<origin>` score per present response, and those below `floor` (or empty) set to None."
+    t = triples.copy()
+    for o in ORIGINS:
+        live = t[o].map(lambda s: isinstance(s, str) and bool(s.strip()))
+        rows = t[live].assign(response=t[o][live])
+        t[f'q_{o}'] = np.nan
+        t.loc[live, f'q_{o}'] = quality_scores(rows, quality, progress=progress) if live.any() else []
+        t.loc[~live | (t[f'q_{o}'] < floor), o] = None
+    return t
+
 # %% ../nbs/09a_scar_data.ipynb #43220595
 ORIGINS = ('human', 'referenced', 'direct')
 
@@ -186,12 +306,7 @@ def build_triples(tasks:pd.DataFrame, # `origin_table` rows
     t['referenced'] = None
     n = min(n_referenced, len(t))
     if n: t.loc[t.index[:n], 'referenced'] = rewrite(t.iloc[:n], rewriter, progress=progress)
-    for o in ORIGINS:
-        live = t[o].map(lambda s: isinstance(s, str) and bool(s.strip()))
-        rows = t[live].assign(response=t[o][live])
-        t[f'q_{o}'] = np.nan
-        t.loc[live, f'q_{o}'] = quality_scores(rows, quality, progress=progress) if live.any() else []
-        t.loc[~live | (t[f'q_{o}'] < floor), o] = None
+    t = apply_floor(t, quality, floor, progress)
     t.loc[t.referenced == t.human, 'referenced'] = None  # a rewrite that copies the human answer is no pair
     return t
 
@@ -203,6 +318,40 @@ def triple_pairs(triples:pd.DataFrame)->pd.DataFrame:
         ok = triples[hi].notna() & triples[lo].notna() & (triples[hi] != triples[lo])
         out.append(pd.DataFrame({'row': triples.index[ok], 'better': hi, 'worse': lo}))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/09a_scar_data.ipynb #caf60747
+def _contrasts(n, seed, data):
+    "Pairs (instruction, input, better, worse) of known order, `n` per contrast."
+    rng = np.random.default_rng(seed)
+    si = origin_table('self-instruct-text-davinci-003', data=data); base = origin_table('self-instruct-davinci', data=data)
+    other = si.human.values[np.roll(np.arange(len(si)), 1 + rng.integers(len(si) - 1))]   # every task gets another task's answer
+    g4, d3 = load('alpaca-eval-gpt4', data=data), load('alpaca-eval-davinci003', data=data)
+    if list(g4.instruction) != list(d3.instruction): raise ValueError("AlpacaEval's GPT-4 and text-davinci-003 files do not list the same prompts in the same order")
+    c = {'expert vs other task': si.assign(better=si.human, worse=other),
+         'gpt4 vs davinci003': pd.DataFrame({'instruction': g4.instruction, 'input': g4.input, 'better': g4.response.values, 'worse': d3.response.values}),
+         'davinci003 vs davinci': si.assign(better=si.direct, worse=base.direct.values)}
+    out = [t.assign(contrast=k)[['contrast', 'instruction', 'input', 'better', 'worse']] for k, t in c.items()]
+    out = [t[(t.better.str.strip() != '') & (t.worse.str.strip() != '') & (t.better != t.worse)] for t in out]
+    return pd.concat([t.iloc[rng.permutation(len(t))[:n]] for t in out], ignore_index=True)
+
+# %% ../nbs/09a_scar_data.ipynb #dddb8387
+def judge_separation(quality='judge', # a scorer for `quality_scores` (a judge model name, 'judge', or a callable)
+                     n:int=40, # pairs per contrast
+                     seed:int=0, n_boot:int=1000, data=None,
+                     **kwargs, # passed to the scorer (`judge`)
+                    )->pd.DataFrame:
+    "Paired win rate (ties half) of the known-better answer under `quality`, per contrast, with a bootstrap 95% interval."
+    pairs = _contrasts(n, seed, data)
+    both = pd.concat([pairs.assign(response=pairs.better), pairs.assign(response=pairs.worse)], ignore_index=True)
+    q = quality_scores(both, quality, **kwargs)
+    pairs['q_better'], pairs['q_worse'] = q[:len(pairs)], q[len(pairs):]
+    pairs['win'] = (pairs.q_better > pairs.q_worse) + 0.5 * (pairs.q_better == pairs.q_worse)
+    rng, rows = np.random.default_rng(seed), []
+    for k, g in pairs.groupby('contrast', sort=False):
+        boot = [g.win.values[rng.integers(len(g), size=len(g))].mean() for _ in range(n_boot)]
+        rows.append({'contrast': k, 'n': len(g), 'win_rate': g.win.mean(), 'lo': np.quantile(boot, .025), 'hi': np.quantile(boot, .975),
+                     'mean_diff': (g.q_better - g.q_worse).mean()})
+    return pd.DataFrame(rows)
 
 # %% ../nbs/09a_scar_data.ipynb #d94ce50a
 def words(text:str)->list: return re.findall(r"[a-z0-9']+", text.lower())

@@ -6,15 +6,39 @@
 from __future__ import annotations
 import json, time
 from dataclasses import asdict
+from importlib.resources import files
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
 from .data import load, save_run
+from .models import MODELS
 from .scar_data import *
 from .scar import *
 
 # %% auto #0
-__all__ = ['AUTHORS_TRAINING', 'scar_train_job', 'scar_rank_job']
+__all__ = ['DEFAULT_PHASES', 'HELDOUT_SOURCES', 'AUTHORS_TRAINING', 'DEFAULT_RANKER', 'scar_generate_job', 'heldout_auc',
+           'scar_train_job', 'scar_rank_job']
+
+# %% ../nbs/09b_scar_jobs.ipynb #291cf70e
+DEFAULT_PHASES = (('self-instruct', 'referenced', None), ('dolly', 'direct', None), ('dolly', 'referenced', None),
+                  ('alpaca-seed', 'direct', None), ('alpaca-seed', 'referenced', None), ('self-instruct', 'direct', None))
+
+def scar_generate_job(model:str=GENERATOR, # the generator (a packaged instruct model, hub id or path)
+                      phases=DEFAULT_PHASES, # (source, 'direct' or 'referenced', first n records or None: all), in order
+                      max_new_tokens:int=128, # length budget of each answer
+                      batch_size:int=8, # prompts per generation batch
+                      cache:bool|str|Path=True, # True: the user cache; a folder
+                      data=None, progress:bool=True,
+                     )->pd.DataFrame:
+    "Generate (or read from the cache) the referenced and direct answers of `human_pool`, phase by phase; one row per phase."
+    pool, out = human_pool(data=data), []
+    for source, kind, n in phases:
+        if kind not in ('direct', 'referenced'): raise ValueError(f"phase ({source!r}, {kind!r}, {n}): kind must be 'direct' or 'referenced'")
+        rows, t0 = pool[pool.source == source].iloc[:n], time.time()
+        fn = direct if kind == 'direct' else rewrite
+        res = fn(rows, model, batch_size, max_new_tokens, cache, progress)
+        out.append({'source': source, 'kind': kind, 'n': len(rows), 'empty': sum(not r for r in res), 'seconds': round(time.time() - t0, 1)})
+    return pd.DataFrame(out)
 
 # %% ../nbs/09b_scar_jobs.ipynb #4472a07c
 def _heldout_accuracy(rk, source, parts, data):
@@ -25,8 +49,29 @@ def _heldout_accuracy(rk, source, parts, data):
     out = {}
     for name, rows in parts.items():
         mine = t.human.isin(set(rows.human.dropna())).values
-        out[name] = {'acc': pairwise_accuracy(scores[mine]), 'n_tasks': int(mine.sum())}
+        out[name] = {'acc': pairwise_accuracy(scores[mine]) if mine.any() else float('nan'), 'n_tasks': int(mine.sum())}
     return out
+
+# %% ../nbs/09b_scar_jobs.ipynb #4f7d9148
+HELDOUT_SOURCES = ('alpaca', 'alpaca-eval-gpt4')   # also possible: 'alpaca-eval-davinci003', 'alpaca-eval-gpt4-1106'
+
+def _auc(pos, neg):
+    d = np.asarray(pos)[:, None] - np.asarray(neg)[None, :]
+    return float((d > 0).mean() + 0.5 * (d == 0).mean())
+
+def heldout_auc(ranker, # a `ScarRanker`
+                sources=HELDOUT_SOURCES, # model-written datasets
+                n:int=150, # records per side
+                n_boot:int=1000, seed:int=0, data=None, progress:bool=False,
+               )->pd.DataFrame:
+    "AUC (with a bootstrap 95% interval) of the ranker's score: each source's first `n` answers against the held-out Dolly human answers."
+    human = score_records(ranker, heldout_dolly(n, data=data), progress=progress)
+    rng, rows = np.random.default_rng(seed), []
+    for src in sources:
+        s = score_records(ranker, load(src, data=data, limit=n), progress=progress)
+        boot = [_auc(rng.choice(s, len(s)), rng.choice(human, len(human))) for _ in range(n_boot)]
+        rows.append({'source': src, 'n': len(s), 'auc': _auc(s, human), 'lo': np.quantile(boot, .025), 'hi': np.quantile(boot, .975)})
+    return pd.DataFrame(rows)
 
 # %% ../nbs/09b_scar_jobs.ipynb #7faa2947
 def _history_figure(hist):
@@ -36,46 +81,66 @@ def _history_figure(hist):
     plt.close(fig); return fig
 
 # %% ../nbs/09b_scar_jobs.ipynb #538ee442
-AUTHORS_TRAINING = dict(head_lr=None, freeze_encoder=False, pooling='pooler', ppl_model=None)
+AUTHORS_TRAINING = dict(head_lr=None, freeze_encoder=False, pooling='pooler', ppl_model=None, form_proj=False)
 
+def _training_triples(recipe, generator, real_direct, max_new_tokens, direct, n_referenced, rewriter, limit, data, progress):
+    "The triples of `recipe` ('paper' or 'self-instruct'), before the quality floor."
+    if recipe == 'paper':
+        t = paper_triples(generator, real_direct, max_new_tokens, data=data)
+        return t[t.task.isin(t.task.unique()[:limit])].reset_index(drop=True) if limit else t
+    if recipe == 'self-instruct':
+        return build_triples(origin_table(direct, data, limit), n_referenced, rewriter, None, 0.0, progress)
+    raise ValueError(f"recipe must be 'paper' or 'self-instruct', not {recipe!r}")
+
+# %% ../nbs/09b_scar_jobs.ipynb #863f2e0f
 def scar_train_job(out:str|Path='scar_ranker', # output folder
-                   direct:str=SCAR_SOURCES['direct'], # self-instruct predictions set used as `direct`
-                   heldout:list=tuple(SCAR_SOURCES['heldout_direct']), # direct sources only evaluated on
-                   n_referenced:int=16, # tasks whose human answer gets a local rewrite
-                   rewriter:str=SCAR_SOURCES['rewriter'], # the rewriting model
-                   quality='judge', # 'judge', a judge model name, a callable, or None
-                   floor:float=2.0, # quality floor
-                   epochs:int=10, batch_size:int=8, lr:float=2e-5, # optimiser settings (lr: the encoder's)
-                   head_lr:float|None=1e-3, # learning rate of the MLPs (None: `lr`)
-                   freeze_encoder:bool=True, # train the MLPs only (each text encoded once: fast on CPU)
-                   encoder:str='minilm-l6', pooling:str='mean', # the encoder and its pooling (MiniLM was trained with mean pooling)
-                   ppl_model:str|None='smollm2-135m', # perplexity features for the scorer (None: the authors' ranker)
-                   max_length:int=128, # tokens per text (the authors use 512)
-                   authors:bool=False, # the authors' ranker and optimiser: pooled output, no perplexity features, fine-tuned encoder, one lr
+                   recipe:str='paper', # 'paper': `paper_triples`; 'self-instruct': human vs `direct` plus `n_referenced` rewrites
+                   generator:str=GENERATOR, # paper recipe: the model whose cached direct / referenced answers are read
+                   real_direct=REAL_DIRECT, # paper recipe: real model-written answers as extra direct rows
+                   max_new_tokens:int=128, # paper recipe: the budget the cached answers were generated with
+                   direct:str=SCAR_SOURCES['direct'], n_referenced:int=16, rewriter:str=SCAR_SOURCES['rewriter'], # self-instruct recipe
+                   heldout=('self-instruct-text-davinci-001',), # direct sources only evaluated on (pairwise, against the human answers)
+                   auc_n:int=150, # records per side of the held-out AUC (0: skip it)
+                   quality=None, floor:float=2.0, # quality scorer ('judge', a judge model, a callable; None: no floor) and floor
+                   epochs:int=10, batch_size:int=8, lr:float=2e-5, head_lr:float|None=1e-3, freeze_encoder:bool=True, # optimiser
+                   encoder:str='minilm-l6', pooling:str='mean', form_proj:bool=True, # the encoder, its pooling, the form projection
+                   ppl_model:str|None='smollm2-135m', max_length:int=128, # perplexity features; tokens per text (the authors: 512)
+                   authors:bool=False, # the authors' ranker and optimiser: pooled output, no perplexity features or projection, fine-tuned encoder
                    limit:int|None=None, seed:int=0, data=None, device=None, progress:bool=True,
                   )->dict:
     "Build triples, train and evaluate a SCAR ranker, write it and its report to `out`."
-    if authors: head_lr, freeze_encoder, pooling, ppl_model = (AUTHORS_TRAINING[k] for k in ('head_lr', 'freeze_encoder', 'pooling', 'ppl_model'))
+    if authors: head_lr, freeze_encoder, pooling, ppl_model, form_proj = (AUTHORS_TRAINING[k] for k in ('head_lr', 'freeze_encoder', 'pooling', 'ppl_model', 'form_proj'))
     t0, out = time.time(), Path(out)
-    triples = build_triples(origin_table(direct, data, limit), n_referenced, rewriter, quality, floor, progress)
+    triples = _training_triples(recipe, generator, real_direct, max_new_tokens, direct, n_referenced, rewriter, limit, data, progress)
+    triples = apply_floor(triples, quality, floor, progress)
     if ppl_model: triples = add_ppl(triples, ppl_model, progress)  # once, for training and every evaluation
     splits = split_triples(triples, seed)
-    config = ScarConfig(encoder, max_length=max_length, pooling=pooling, ppl_model=ppl_model)
+    config = ScarConfig(encoder, max_length=max_length, pooling=pooling, ppl_model=ppl_model, form_proj=form_proj)
     rk, hist = train_ranker(splits, config, epochs, batch_size, lr, head_lr, freeze_encoder, seed=seed, device=device, progress=progress)
-    save_ranker(rk, out/'ranker'); triples.to_parquet(out/'triples.parquet'); hist.to_csv(out/'history.csv', index=False)
-    pairs = triple_pairs(triples).groupby(['better', 'worse']).size()
-    summary = {'method': 'scar', 'direct': direct, 'rewriter': rewriter, 'n_referenced': n_referenced, 'quality': str(quality), 'floor': floor,
-               'n_tasks': len(triples), 'pairs': {f'{a}>{b}': int(n) for (a, b), n in pairs.items()},
-               'split': {k: len(v) for k, v in splits.items()}, 'config': asdict(config), 'epochs': epochs, 'lr': lr, 'head_lr': head_lr,
-               'freeze_encoder': freeze_encoder, 'best_epoch': int(hist.epoch[hist.val_acc.idxmax()]),
-               'val_acc': float(hist.val_acc.max()), 'test_acc': pairwise_accuracy(triple_scores(rk, splits['test'])), 'heldout': {}}
-    parts = {'test': splits['test'], 'unseen': pd.concat([splits['val'], splits['test']]), 'all': triples}
-    for src in heldout:
-        summary['heldout'] |= {f'{src}:{part}': v for part, v in _heldout_accuracy(rk, src, parts, data).items()}
+    save_ranker(rk, out/'ranker', heads_only=freeze_encoder and encoder in MODELS)
+    triples.to_parquet(out/'triples.parquet'); hist.to_csv(out/'history.csv', index=False)
+    summary = {'method': 'scar', 'recipe': recipe, 'generator': generator if recipe == 'paper' else rewriter, 'quality': str(quality), 'floor': floor,
+               **_evaluate(rk, triples, splits, hist, heldout, auc_n, data),
+               'config': asdict(config), 'epochs': epochs, 'lr': lr, 'head_lr': head_lr, 'freeze_encoder': freeze_encoder}
     summary.update(ranker=str(out/'ranker'), seconds=round(time.time() - t0, 1), device=str(rk.device))
     (out/'summary.json').write_text(json.dumps(summary, indent=2, default=str))
     _history_figure(hist).savefig(out/'training.png', dpi=120, bbox_inches='tight')
     return summary
+
+# %% ../nbs/09b_scar_jobs.ipynb #2b6d914a
+def _evaluate(rk, triples, splits, hist, heldout, auc_n, data):
+    "Counts, validation / test accuracy, held-out-source accuracy and the held-out AUC of a trained ranker."
+    pairs = triple_pairs(triples).groupby(['better', 'worse']).size()
+    src = triples.drop_duplicates('task').source.value_counts().to_dict() if 'source' in triples else {}
+    res = {'n_tasks': int(triples.task.nunique()) if 'task' in triples else len(triples), 'tasks_by_source': src,
+           'pairs': {f'{a}>{b}': int(n) for (a, b), n in pairs.items()},
+           'split': {k: int(v.task.nunique()) if 'task' in v else len(v) for k, v in splits.items()},
+           'best_epoch': int(hist.epoch[hist.val_acc.idxmax()]), 'val_acc': float(hist.val_acc.max()),
+           'test_acc': pairwise_accuracy(triple_scores(rk, splits['test'])), 'heldout': {}}
+    parts = {'test': splits['test'], 'unseen': pd.concat([splits['val'], splits['test']]), 'all': triples}
+    for s in heldout: res['heldout'] |= {f'{s}:{part}': v for part, v in _heldout_accuracy(rk, s, parts, data).items()}
+    res['heldout_auc'] = heldout_auc(rk, n=auc_n, data=data).to_dict('records') if auc_n else []
+    return res
 
 # %% ../nbs/09b_scar_jobs.ipynb #f67164d5
 def _score_figure(s, keep):
@@ -84,9 +149,12 @@ def _score_figure(s, keep):
     ax.hist([s[~keep], s[keep]], bins=40, stacked=True, label=['left out', 'selected']); ax.legend()
     ax.set(xlabel='SCAR score', ylabel='records'); plt.close(fig); return fig
 
+# %% ../nbs/09b_scar_jobs.ipynb #21de91e4
+DEFAULT_RANKER = files('select_nb')/'scar_default'   # the packaged ranker: heads over the packaged MiniLM, with SmolLM2 perplexity features
+
 # %% ../nbs/09b_scar_jobs.ipynb #00c87be6
 def scar_rank_job(data, # a path, dataset name or table
-                  ranker, # a saved ranker folder (or a `ScarRanker`)
+                  ranker=None, # a saved ranker folder or a `ScarRanker` (None: the packaged default, `DEFAULT_RANKER`)
                   ratio:float|None=None, top_k:int|None=None, threshold:float|None=None, # what to keep
                   out:str|Path='scar_out', # output folder
                   limit:int|None=None, # the first `limit` records only
@@ -97,7 +165,7 @@ def scar_rank_job(data, # a path, dataset name or table
     "Score `data` with a SCAR ranker, select, and write the output folder; return the summary."
     t0 = time.time()
     table = load(data, limit=limit, lenient=True)
-    rk = ranker if isinstance(ranker, ScarRanker) else load_ranker(ranker, device)
+    rk = ranker if isinstance(ranker, ScarRanker) else load_ranker(ranker or DEFAULT_RANKER, device)
     live = table.error.isna().values & table.response.str.strip().astype(bool).values
     s = np.full(len(table), np.nan, np.float32)
     s[live] = score_records(rk, table[live], batch_size, progress)
@@ -110,7 +178,7 @@ def scar_rank_job(data, # a path, dataset name or table
         scores['ppl'] = ppl
     style = {'all': style_metrics(list(table.response[live]), None if ppl is None else ppl[live]),
              'selected': style_metrics(list(table.response[keep]), None if ppl is None else ppl[keep])}
-    summary = {'method': 'scar', 'data': str(data), 'ranker': str(ranker) if not isinstance(ranker, ScarRanker) else 'in memory',
+    summary = {'method': 'scar', 'data': str(data), 'ranker': 'in memory' if isinstance(ranker, ScarRanker) else str(ranker) if ranker else 'packaged default',
                'n_records': len(table), 'n_scored': int(live.sum()), 'n_selected': int(keep.sum()), 'ratio': ratio, 'top_k': top_k,
                'threshold': threshold, 'style': style, 'seconds': round(time.time() - t0, 1)}
     save_run(out, table, scores, table[keep], summary, {'scores': _score_figure(s[live], keep[live])})

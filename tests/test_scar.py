@@ -7,7 +7,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from select_nb.models import model_path, tiny_lm
 from select_nb.scar_data import (origin_table, build_triples, triple_pairs, rewrite, judge, generate, mtld, ttr,
                                  style_metrics, digit_ids)
-from select_nb.scar import (ScarConfig, ScarRanker, scar_loss, triple_scores, pairwise_accuracy, split_triples,
+from select_nb.scar import (ScarConfig, ScarRanker, scar_loss, triple_scores, pairwise_accuracy, split_triples, run_triples,
                             train_ranker, save_ranker, load_ranker, select_mask)
 from select_nb.scar_jobs import scar_rank_job
 
@@ -135,7 +135,8 @@ def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
 def test_train_job_end_to_end(tmp_path):
     "`scar train` on 20 real tasks (no rewrites, no judge, one epoch): the ranker folder, the summary and its held-out parts."
     from select_nb.scar_jobs import scar_train_job
-    s = scar_train_job(tmp_path, n_referenced=0, quality=None, epochs=1, limit=20, progress=False)
+    s = scar_train_job(tmp_path, 'self-instruct', n_referenced=0, epochs=1, limit=20, auc_n=0, progress=False,
+                       heldout=('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001'))
     assert (s['n_tasks'], s['split'], s['config']['ppl_model']) == (20, {'train': 16, 'val': 2, 'test': 2}, 'smollm2-135m')
     assert set(s['heldout']) == {f'{src}:{p}' for src in ('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001')
                                  for p in ('test', 'unseen', 'all')}
@@ -143,3 +144,51 @@ def test_train_job_end_to_end(tmp_path):
     assert all(0 <= v['acc'] <= 1 for v in s['heldout'].values() if v['n_tasks'])
     assert {'ranker', 'triples.parquet', 'history.csv', 'summary.json', 'training.png'} <= {p.name for p in tmp_path.iterdir()}
     assert load_ranker(tmp_path/'ranker', 'cpu').config.ppl_model == 'smollm2-135m'
+
+
+def test_paper_triples_from_a_partial_cache(tmp_path):
+    "Generated answers are read back without a model; real GPT-3 rows join; a split never separates a task's rows."
+    from select_nb.scar_data import human_pool, direct, paper_triples, cached_answers, REAL_DIRECT
+    lm = tiny_lm()
+    pool = human_pool()
+    si = pool[pool.source == 'self-instruct']
+    direct(si.iloc[:3], lm, max_new_tokens=4, cache=tmp_path, progress=False)
+    rewrite(si.iloc[:2], lm, max_new_tokens=4, cache=tmp_path, progress=False)
+    assert [a is None for a in cached_answers(si.iloc[:4], 'direct', lm.name, 4, tmp_path)] == [False] * 3 + [True]
+    pt = paper_triples(lm.name, max_new_tokens=4, cache=tmp_path, pool=si)
+    gen = pt[pt.direct_source == f'gen:{lm.name}']
+    assert list(gen.task) == [0, 1, 2] and gen.referenced.notna().sum() <= 2
+    assert pt[pt.direct_source.isin(REAL_DIRECT)].referenced.isna().all()
+    sp = split_triples(pt, seed=1)
+    tasks = [set(v.task) for v in sp.values()]
+    assert not (tasks[0] & tasks[1]) and not (tasks[0] & tasks[2]) and not (tasks[1] & tasks[2])
+    assert sum(len(v) for v in sp.values()) == len(pt)
+
+
+def test_form_projection_trains_with_frozen_encoder(tok, tasks):
+    "Frozen encoder: without the projection the form vectors never change; with it they do, and the encoder stays put."
+    tr = build_triples(tasks.iloc[:6], n_referenced=0, quality=None)
+    tr['referenced'] = tr.human + ' Hope this helps!'
+    sp = {'train': tr, 'val': tr.iloc[:3], 'test': tr.iloc[3:]}
+    def forms(rk): return run_triples(rk, tr)[0]['direct'][2].detach().clone()
+    for proj in (False, True):
+        torch.manual_seed(0)
+        enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, max_position_embeddings=512))
+        rk = ScarRanker(ScarConfig(encoder='tiny-bert', form_proj=proj), enc, tok)
+        before = forms(rk.eval())
+        rk2, _ = train_ranker(sp, epochs=2, batch_size=3, freeze_encoder=True, ranker=rk, progress=False)
+        assert torch.allclose(before, forms(rk2), atol=1e-6) != proj
+
+
+def test_packaged_ranker_ranks_without_ranker_argument(tmp_path):
+    "`select-nb scar rank --data ...` works out of the box: the shipped heads over the packaged MiniLM and SmolLM2 features."
+    from select_nb.cli import main
+    from select_nb.scar_jobs import DEFAULT_RANKER
+    from pathlib import Path
+    heads = Path(DEFAULT_RANKER)/'heads.safetensors'
+    assert heads.exists() and heads.stat().st_size < 5e6
+    main(['scar', 'rank', '--data', 'alpaca', '--limit', '8', '--top-k', '3', '--out', str(tmp_path/'r')])
+    sc = pd.read_parquet(tmp_path/'r'/'scores.parquet')
+    assert len(sc) == 8 and sc.selected.sum() == 3 and sc.scar_score.notna().all()
+    assert json.loads((tmp_path/'r'/'summary.json').read_text())['ranker'] == 'packaged default'
