@@ -57,9 +57,12 @@ class ScoreCache:
 def _db(self:ScoreCache):
     "A connection to the index: one row per (record, pass) naming the part that holds it."
     db = sqlite3.connect(self.path/'index.sqlite', timeout=600)
-    db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA synchronous=NORMAL')
-    db.execute('CREATE TABLE IF NOT EXISTS rows (id TEXT, pass TEXT, n INTEGER, part TEXT, PRIMARY KEY (id, pass)) WITHOUT ROWID')
-    db.execute('CREATE INDEX IF NOT EXISTS rows_part ON rows (part)')
+    with open(self.path/'.dbinit', 'a+') as f:  # one process at a time sets the index up: SQLite does not wait on a busy
+        fcntl.flock(f, fcntl.LOCK_EX)            # database to switch its journal mode, it fails ("database is locked")
+        db.execute('PRAGMA journal_mode=WAL')
+        db.execute('CREATE TABLE IF NOT EXISTS rows (id TEXT, pass TEXT, n INTEGER, part TEXT, PRIMARY KEY (id, pass)) WITHOUT ROWID')
+        db.execute('CREATE INDEX IF NOT EXISTS rows_part ON rows (part)')
+    db.execute('PRAGMA synchronous=NORMAL')
     return db
 
 @patch
