@@ -264,7 +264,7 @@ def save_ranker(ranker:ScarRanker, path, # the ranker, and the folder to write
     "Write the ranker to the folder `path`."
     from safetensors.torch import save_model, save_file
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    if heads_only: save_file(_heads(ranker), str(path/'heads.safetensors'))
+    if heads_only: save_file({k: v.half() for k, v in _heads(ranker).items()}, str(path/'heads.safetensors'))  # fp16: half the size
     else:
         ranker.encoder.config.save_pretrained(path/'encoder'); ranker.tokenizer.save_pretrained(path/'encoder')
         save_model(ranker, str(path/'model.safetensors'))
