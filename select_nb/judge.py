@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 from .core import render_prompt
-from .models import LM, load_lm
+from .models import LM, greedy, load_lm
 
 # %% auto #0
 __all__ = ['JUDGE_SYSTEM', 'JUDGE_PROMPT', 'generate', 'parse_scores', 'LocalJudge', 'OpenAIJudge', 'judge_pairs', 'verdicts',
@@ -30,16 +30,6 @@ def _append(path, rows):
     if path is None: return
     with open(path, 'a') as f: f.write(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in rows))
 
-# %% ../nbs/12b_judge.ipynb #a75b29ea
-@torch.inference_mode()
-def _generate_batch(lm, prompts, max_new_tokens):
-    "Greedy continuations of `prompts` (left-padded, one batch), without the prompt, special tokens dropped."
-    tok = lm.tokenizer; tok.padding_side = 'left'
-    if tok.pad_token is None: tok.pad_token = tok.eos_token
-    enc = tok(prompts, return_tensors='pt', padding=True, add_special_tokens=True).to(lm.device)
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    return [t.strip() for t in tok.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)]
-
 # %% ../nbs/12b_judge.ipynb #5decbf09
 def generate(lm:LM, # the model that answers
              prompts:pd.DataFrame, # test prompts: rows of a table from `load(..., prompt_only=True)`
@@ -56,7 +46,7 @@ def generate(lm:LM, # the model that answers
     with tqdm(total=len(todo), desc=f"answers from {lm.name}", unit='prompt', disable=not progress or not len(todo)) as bar:
         for s in range(0, len(order), batch_size):
             b = order[s:s + batch_size]
-            answers = _generate_batch(lm, [text[i] for i in b], max_new_tokens)
+            answers = [a.strip() for a in greedy(lm, [text[i] for i in b], max_new_tokens)]
             rows = [{'id': todo.id.iloc[i], 'instruction': todo.instruction.iloc[i], 'answer': a} for i, a in zip(b, answers)]
             _append(out, rows); done.update({r['id']: r for r in rows}); bar.update(len(b))
     return pd.DataFrame([done[i] for i in prompts.id])
@@ -102,16 +92,7 @@ class LocalJudge:
         tok = self.lm.tokenizer
         chats = [tok.apply_chat_template([{'role': 'system', 'content': s}, {'role': 'user', 'content': u}], tokenize=False, add_generation_prompt=True)
                  for s, u in messages]
-        return [t for i in range(0, len(chats), self.batch_size) for t in _generate_batch_chat(self.lm, chats[i:i + self.batch_size], self.max_new_tokens)]
-
-def _generate_batch_chat(lm, chats, max_new_tokens):
-    "Greedy continuations of rendered chats (the template already holds the special tokens)."
-    tok = lm.tokenizer; tok.padding_side = 'left'
-    if tok.pad_token is None: tok.pad_token = tok.eos_token
-    enc = tok(chats, return_tensors='pt', padding=True, add_special_tokens=False).to(lm.device)
-    with torch.inference_mode():
-        out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    return tok.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
+        return [t for i in range(0, len(chats), self.batch_size) for t in greedy(self.lm, chats[i:i + self.batch_size], self.max_new_tokens, special_tokens=False)]
 
 # %% ../nbs/12b_judge.ipynb #6836f487
 class OpenAIJudge:

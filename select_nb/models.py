@@ -16,7 +16,7 @@ from .core import *
 __all__ = ['MODELS', 'ALIASES', 'LADDERS', 'START_TOKENS', 'END_OF_TEXT', 'WEIGHT_SUFFIXES', 'ModelSpec', 'resolve_ladder',
            'prepended_ids', 'document_start', 'token_id', 'start_of', 'ModelNotInstalled', 'package_dir', 'part_paths',
            'assemble_gguf', 'model_path', 'LM', 'dir_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint',
-           'load_lm', 'tiny_tokenizer', 'tiny_lm']
+           'load_lm', 'tiny_tokenizer', 'tiny_lm', 'left_padded', 'greedy']
 
 # %% ../nbs/02_models.ipynb #cb6d0244
 @dataclass
@@ -313,3 +313,29 @@ def tiny_lm(arch:str='llama', # 'llama' or 'gpt2'
     else: raise ValueError(f"Unknown tiny arch {arch!r}: use 'llama' or 'gpt2'")
     model.config._attn_implementation = 'sdpa'
     return LM(model.to(pick_dtype(dtype)).eval(), tok, f"tiny-{arch}-seed{seed}{'-bos' if add_bos else ''}")
+
+# %% ../nbs/02_models.ipynb #ad29f4e4
+def left_padded(tokenizer, # the model's tokenizer
+                texts:list, # prompts, one batch
+                max_length:int|None=None, # cut a longer prompt from the left (None: never cut)
+                special_tokens:bool=True, # let the tokenizer add its special tokens (False for rendered chats, which hold them)
+               ):
+    "Token ids and attention mask of `texts` as one left-padded batch (a `BatchEncoding` of CPU tensors)."
+    sides = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side = tokenizer.truncation_side = 'left'
+    if tokenizer.pad_token is None: tokenizer.pad_token = tokenizer.eos_token
+    try: return tokenizer(list(texts), return_tensors='pt', padding=True, truncation=max_length is not None,
+                          max_length=max_length, add_special_tokens=special_tokens)
+    finally: tokenizer.padding_side, tokenizer.truncation_side = sides
+
+@torch.inference_mode()
+def greedy(lm:LM, # the model
+           texts:list, # prompts, one batch
+           max_new_tokens:int=128, # answer length budget
+           max_length:int|None=None, # prompt budget (cut from the left; None: never cut)
+           special_tokens:bool=True, # as in `left_padded`
+          )->list:
+    "Greedy continuations of `texts`, without the prompt; special tokens dropped."
+    enc = left_padded(lm.tokenizer, texts, max_length, special_tokens).to(lm.device)
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+    return lm.tokenizer.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)

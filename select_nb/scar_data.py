@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm
 from .core import *
 from .data import load
-from .models import LM, load_lm
+from .models import LM, greedy, left_padded, load_lm
 
 # %% auto #0
 __all__ = ['SCAR_SOURCES', 'REWRITE_PROMPT', 'GENERATOR', 'HUMAN_SOURCES', 'REAL_DIRECT', 'JUDGE_PROMPT', 'ORIGINS',
@@ -59,28 +59,15 @@ def chat_text(tokenizer, # the model's tokenizer
         return tokenizer.apply_chat_template([{'role': 'user', 'content': user}], tokenize=False, add_generation_prompt=True)
     return user + "\n"
 
-# %% ../nbs/09a_scar_data.ipynb #c68fa021
-def _left_padded(tok, texts, device, max_length):
-    "Token ids of `texts`, left padded (prompts keep their end when cut)."
-    side, tside = tok.padding_side, tok.truncation_side
-    tok.padding_side = tok.truncation_side = 'left'
-    if tok.pad_token is None: tok.pad_token = tok.eos_token
-    try: enc = tok(texts, return_tensors='pt', padding=True, truncation=True, max_length=max_length, add_special_tokens=False)
-    finally: tok.padding_side, tok.truncation_side = side, tside
-    return enc.to(device)
-
 # %% ../nbs/09a_scar_data.ipynb #cec8aa5c
-@torch.no_grad()
 def generate(lm:LM, # the instruct model
              prompts:list, # user messages
              max_new_tokens:int=128, # answer length budget
              max_length:int=768, # prompt budget in tokens (cut from the left)
             )->list:
     "Greedy answers to `prompts`, as one left-padded batch."
-    tok = lm.tokenizer
-    enc = _left_padded(tok, [chat_text(tok, p) for p in prompts], lm.device, max_length)
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    return [s.strip() for s in tok.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)]
+    chats = [chat_text(lm.tokenizer, p) for p in prompts]
+    return [s.strip() for s in greedy(lm, chats, max_new_tokens, max_length, special_tokens=False)]
 
 # %% ../nbs/09a_scar_data.ipynb #1dd08924
 def _key(*texts): return record_id(json.dumps([str(t) for t in texts], ensure_ascii=False))
@@ -241,7 +228,7 @@ def digit_ratings(lm:LM, # the judge
                  )->list:
     "A 0-9 rating per prompt from the next-token probabilities of the digit tokens."
     tok = lm.tokenizer
-    enc = _left_padded(tok, [chat_text(tok, p) for p in prompts], lm.device, max_length)
+    enc = left_padded(tok, [chat_text(tok, p) for p in prompts], max_length, special_tokens=False).to(lm.device)
     h = lm.model.model(**enc).last_hidden_state[:, -1]
     logp = lm.model.get_output_embeddings()(h)[:, digit_ids(tok)].float().log_softmax(-1)
     p = logp.exp()
