@@ -178,6 +178,10 @@ def _normalise_row(row, fields, prompt_only):
         return (*[v if isinstance(v, str) else '' for v in vals], locals().get('turns'), e)
 
 # %% ../nbs/01_data.ipynb #c43fa8e9
+def _shown(v):
+    "A string with any undecodable byte (a lone surrogate) shown as U+FFFD, so Arrow-backed columns accept it."
+    return v.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace') if isinstance(v, str) else v
+
 def to_table(rows:list, # raw rows (dicts), in order
              source:str='<memory>', # the file or object the rows came from, for messages and the `source` column
              fields:dict|None=None, # dotted paths for 'instruction' / 'input' / 'response' (or 'conversation') when not auto-detected
@@ -196,6 +200,7 @@ def to_table(rows:list, # raw rows (dicts), in order
         if err is None and rid in seen: err = DataError(f"duplicate of record {seen[rid]}", soft=True)
         if err is not None and not lenient and (strict or not err.soft): raise DataError(err.reason, source, i, err.field)
         if err is None: seen[rid] = i
+        else: ins, inp, res = map(_shown, (ins, inp, res))  # a skip's text as it can be shown; `raw` keeps its bytes
         out.append((rid, ins, inp, res, str(source), i, None if err is None else str(err), row, turns))
     if not out: raise DataError("no records", source)
     table = pd.DataFrame(out, columns=[*COLUMNS, 'turns'])

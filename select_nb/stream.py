@@ -8,7 +8,7 @@ import itertools, json, os, shutil, time
 from pathlib import Path
 import pandas as pd, pyarrow as pa, pyarrow.parquet as pq
 from tqdm.auto import tqdm
-from .data import iter_tables
+from .data import _shown, iter_tables
 from .models import LM, load_lm
 from .authors import AUTHORS, convention
 from .score_cache import score_cache, cache_key
@@ -21,8 +21,8 @@ __all__ = ['input_fields', 'score_rows', 'shard_folder', 'shard_done', 'write_sh
 # %% ../nbs/03d_stream.ipynb #c909e887
 def input_fields(table:pd.DataFrame, # rows of a table from `load`
                 )->pd.DataFrame:
-    "The input's own fields, one column each (nested values as JSON text)."
-    flat = lambda v: v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, ensure_ascii=False, default=str)
+    "The input's own fields, one column each (nested values as JSON text; an undecodable byte as U+FFFD)."
+    flat = lambda v: v if v is None or isinstance(v, (int, float, bool)) else _shown(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str))
     raw = table['raw'] if 'raw' in table else [None] * len(table)  # engine records (e.g. a conversation's turns) have none
     return pd.DataFrame([{k: flat(v) for k, v in r.items()} if isinstance(r, dict) else {} for r in raw], index=range(len(table)))
 

@@ -41,6 +41,12 @@ def test_lenient_keeps_bad_records_with_reason(tmp_path):
     assert len(t) == 3 and t.error.isna().tolist() == [True, False, False]
     assert 'malformed JSON' in t.error[1] and 'expected a string' in t.error[2]
 
+def test_lenient_keeps_a_non_utf8_record_as_a_skip(tmp_path):
+    p = _write(tmp_path, 'u.jsonl', (json.dumps(GOOD) + '\n').encode() + b'{"instruction": "Caf\xe9", "output": "ok"}\n')
+    t = load(p, lenient=True)
+    assert t.error.isna().tolist() == [True, False] and "field 'instruction': non-UTF-8 bytes" in t.error[1]
+    assert t.instruction[1] == 'Caf\ufffd' and t.raw[1]['instruction'].encode('utf-8', 'surrogateescape') == b'Caf\xe9'
+
 def test_formats_and_field_names(tmp_path):
     conv = [{"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"},
                                {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}]}]

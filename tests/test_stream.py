@@ -107,3 +107,10 @@ print('PIECES', seen)
     starts = json.loads(res.stdout.split('PIECES')[-1])
     assert not any(s // 10 < len(done) for s in starts) and len(starts) == 10 - len(done)  # first pieces skipped
     _same(pd.read_parquet(tmp_path/'s.parquet'), score(load(alpaca_jsonl), tiny_dir, dtype='fp32', cache=False, progress=False))
+
+def test_stream_lenient_non_utf8_record_is_a_skip_in_the_output(tmp_path, alpaca_jsonl, tiny):
+    p = tmp_path/'u.jsonl'; p.write_bytes(alpaca_jsonl.read_bytes() + b'{"instruction": "Caf\xe9", "output": "ok"}\n')
+    from select_nb.data import Source
+    score_stream(Source(str(p), lenient=True), tmp_path/'s.parquet', tiny, chunk_size=40, cache=False, progress=False)
+    s = pd.read_parquet(tmp_path/'s.parquet')
+    assert len(s) == 93 and s.status.iloc[-1] == 'invalid' and s.instruction.iloc[-1] == 'Caf\ufffd'
