@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #3c8d0315
 from __future__ import annotations
-import hashlib, json, os
+import hashlib, json, os, re
 from pathlib import Path
 import torch
 
 # %% auto #0
 __all__ = ['TEXT_FIELDS', 'COLUMNS', 'ALPACA_SYSTEM', 'ALPACA_SYSTEM_INPUT', 'VICUNA_SYSTEM', 'TEMPLATES', 'DATA_ENV',
-           'CACHE_ENV', 'DTYPES', 'record_id', 'render_prompt', 'data_dir', 'cache_dir', 'pick_device', 'pick_dtype',
-           'dtype_name']
+           'CACHE_ENV', 'DTYPES', 'record_id', 'render_prompt', 'data_dir', 'cache_dir', 'file_name', 'pick_device',
+           'pick_dtype', 'dtype_name']
 
 # %% ../nbs/00_core.ipynb #549abee6
 TEXT_FIELDS = ('instruction', 'input', 'response')
@@ -87,6 +87,13 @@ def cache_dir(*parts:str, # sub-folders to append (created)
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+# %% ../nbs/00_core.ipynb #41cb983e
+def file_name(name, # any string (a model id, a selection spec)
+              keep:str='', # other characters to keep (e.g. '/': keep sub-folders)
+             )->str:
+    "`name` made safe as a file or folder name: each run of characters other than letters, digits, `_.-` (and `keep`) becomes `_`."
+    return re.sub(rf'[^A-Za-z0-9_.{re.escape(keep)}-]+', '_', str(name))
 
 # %% ../nbs/00_core.ipynb #fe522137
 def pick_device(device=None, # 'cpu', 'cuda', 'cuda:1', a `torch.device`, or None for the best available

@@ -85,7 +85,7 @@ EMBED_VERSION = 1  # bump when the numbers an embedding gives change, so old cac
 class EmbedCache:
     "Record id -> float32 vector, on disk, for one model and one set of settings."
     def __init__(self, model:str, settings:str, root=None):
-        self.key = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}/{settings}-v{EMBED_VERSION}"
+        self.key = f"{file_name(model)}/{settings}-v{EMBED_VERSION}"
         self.path = Path(root)/self.key if root is not None else cache_dir('embeddings', *self.key.split('/'))
         self.path.mkdir(parents=True, exist_ok=True)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt, seaborn as sns
 from tqdm.auto import tqdm
-from .core import cache_dir
+from .core import cache_dir, file_name
 from .data import load, write_records
 from .models import LM, load_lm, start_of
 from .scoring import encode, sequences, make_batches, pass_nll, default_batch_tokens
@@ -84,8 +84,6 @@ def paired_bootstrap(a, b, # per-record values of two models on the same records
     return {'diff': float(d.mean()), 'ci_low': float(lo), 'ci_high': float(hi), 'n': int(len(d))}
 
 # %% ../nbs/12_evaluate.ipynb #1da56e4d
-def _safe(name): return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
-
 def _eval_tables(evals:dict)->tuple:
     "Load `{name or path: records}`: sets whose records carry answers are reference sets, prompt-only sets are test sets."
     ref, test = {}, {}
@@ -107,7 +105,7 @@ def _say(msg, progress):
 # %% ../nbs/12_evaluate.ipynb #82c9cbc5
 def _train_all(sels, base, out, steps, kw, rate, progress):
     "Fine-tune one model per selection (skipping finished ones): name -> model folder."
-    folders = {n: Path(out)/'models'/_safe(n) for n in sels}
+    folders = {n: Path(out)/'models'/file_name(n) for n in sels}
     todo = [n for n in sels if not (folders[n]/'train.json').exists()]
     if todo:
         lm0 = load_lm(base, kw.get('device'), kw.get('dtype'))
@@ -125,12 +123,12 @@ def _train_all(sels, base, out, steps, kw, rate, progress):
 def _measure(name, lm, refsets, testsets, out, kw, progress):
     "Reference loss on every reference set and answers to every test set, for one model (skipping finished files)."
     for s, refs in refsets.items():
-        f = Path(out)/'reference'/s/f"{_safe(name)}.parquet"
+        f = Path(out)/'reference'/s/f"{file_name(name)}.parquet"
         if not f.exists():
             f.parent.mkdir(parents=True, exist_ok=True)
             reference_nll(lm, refs, kw['template'], kw['max_length'], progress=progress).assign(selection=name, eval_set=s).to_parquet(f)
     for s, prompts in testsets.items():
-        f = Path(out)/'answers'/s/f"{_safe(name)}.jsonl"; f.parent.mkdir(parents=True, exist_ok=True)
+        f = Path(out)/'answers'/s/f"{file_name(name)}.jsonl"; f.parent.mkdir(parents=True, exist_ok=True)
         generate(lm, prompts, kw['template'], kw['max_new_tokens'], out=f, progress=progress)
 
 # %% ../nbs/12_evaluate.ipynb #ff802240
@@ -143,9 +141,9 @@ def _judge_all(names, against, testsets, judge, out, progress):
         _say(f"judging {len(pairs)} pair(s) on {len(testsets)} test set(s): {calls} calls" +
              (f", about {calls * 600 / rate / 60:.0f} min before skipping finished ones (rough: 600 prompt tokens a call)" if rate else ''), progress)
     for s, prompts in testsets.items():
-        ans = lambda n: pd.read_json(Path(out)/'answers'/s/f"{_safe(n)}.jsonl", lines=True)
+        ans = lambda n: pd.read_json(Path(out)/'answers'/s/f"{file_name(n)}.jsonl", lines=True)
         for n in pairs:
-            f = Path(out)/'judgements'/s/f"{_safe(n)}__vs__{_safe(against)}.jsonl"; f.parent.mkdir(parents=True, exist_ok=True)
+            f = Path(out)/'judgements'/s/f"{file_name(n)}__vs__{file_name(against)}.jsonl"; f.parent.mkdir(parents=True, exist_ok=True)
             jt = judge_pairs(prompts, ans(n), ans(against), judge(), out=f, progress=progress)
             rows.append(verdicts(jt).assign(pair=f"{n} vs {against}", selection=n, against=against, test_set=s))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
@@ -155,7 +153,7 @@ def _results(out, names, against, ref_sets, v, n_boot, seed):
     "One row per selection x metric: mean reference NLL (diff vs `against`, paired CI) and pairwise winning scores (bootstrap CI)."
     rows = []
     for s in ref_sets:
-        tab = {n: pd.read_parquet(Path(out)/'reference'/s/f"{_safe(n)}.parquet").set_index('id').nll for n in names}
+        tab = {n: pd.read_parquet(Path(out)/'reference'/s/f"{file_name(n)}.parquet").set_index('id').nll for n in names}
         for n in names:
             d = paired_bootstrap(tab[n], tab[against].reindex(tab[n].index), n_boot, seed) if against in tab else {}
             rows.append({'selection': n, 'metric': 'reference_nll', 'eval_set': s, 'value': float(tab[n].mean()), 'n': int(tab[n].notna().sum()),
@@ -218,7 +216,7 @@ def evaluate_job(pool, # the pool: dataset name, path, DataFrame or `Source`
     if len({n for n, _ in named}) < len(named): raise ValueError(f"two selections share a name: {[n for n, _ in named]}; rename a file")
     sels = dict(named)
     if against not in sels: _say(f"no {against!r} among the selections: comparing with {next(iter(sels))!r}", progress); against = next(iter(sels))
-    for n, s in sels.items(): write_records(s, out/'selections'/f"{_safe(n)}.jsonl")
+    for n, s in sels.items(): write_records(s, out/'selections'/f"{file_name(n)}.jsonl")
     lm0 = load_lm(base, device, dtype)
     sizes = {n: len(sft_dataset(s, lm0.tokenizer, template, max_length)[0]) for n, s in sels.items()}
     steps = budget_steps(sizes, budget, epochs, batch_size)

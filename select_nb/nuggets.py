@@ -209,7 +209,7 @@ def anchor_hash(anchors:pd.DataFrame)->str:
 class GoldenCache:
     "Golden-score rows on disk for one (model, anchor set, settings)."
     def __init__(self, key:str, root=None):
-        self.key = re.sub(r'[^A-Za-z0-9_./-]+', '_', key)
+        self.key = file_name(key, keep='/')
         self.path = Path(root)/self.key if root is not None else cache_dir('nuggets', *self.key.split('/'))
         self.path.mkdir(parents=True, exist_ok=True)
     def parts(self): return sorted(self.path.glob('part-*.parquet'))

@@ -92,9 +92,17 @@ REWRITE_PROMPT = ("Here is an instruction and a reference answer written by a pe
 def _cache_path(kind, model, on):
     if on is False: return None
     root = cache_dir('scar', kind) if on is True else Path(on)
-    return root/f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(model))}.jsonl"
+    return root/f"{file_name(model)}.jsonl"
 
 def _rewrite_key(r, max_new_tokens): return _key(r.instruction, r.input, r.human, max_new_tokens, REWRITE_PROMPT)
+
+def _answers(rows, model, kind, key, user, batch_size, max_new_tokens, cache, progress, desc):
+    "`model`'s greedy answer to `user(r)` for each row, cached under `kind` by `key(r, max_new_tokens)`."
+    lm = load_lm(model)
+    items = {key(r, max_new_tokens): user(r) for r in rows.itertuples()}
+    done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path(kind, lm.name, cache)),
+                       batch_size, desc.format(lm.name), progress)
+    return list(done.values())
 
 # %% ../nbs/09a_scar_data.ipynb #cb07d8aa
 def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
@@ -105,12 +113,8 @@ def rewrite(rows:pd.DataFrame, # rows with instruction, input, human
             progress:bool=True, # show a progress bar
            )->list:
     "The `referenced` response of each row: `model` rewrites the human answer keeping its meaning."
-    lm = load_lm(model)
     user = lambda r: REWRITE_PROMPT.format(instruction=(r.instruction + ("\n" + r.input if r.input else "")), response=r.human)
-    items = {_rewrite_key(r, max_new_tokens): user(r) for r in rows.itertuples()}
-    done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path('rewrites', lm.name, cache)),
-                       batch_size, f"rewriting with {lm.name}", progress)
-    return list(done.values())
+    return _answers(rows, model, 'rewrites', _rewrite_key, user, batch_size, max_new_tokens, cache, progress, "rewriting with {}")
 
 # %% ../nbs/09a_scar_data.ipynb #781b53c9
 GENERATOR = 'qwen2.5-coder-1.5b'
@@ -126,11 +130,7 @@ def direct(rows:pd.DataFrame, # rows with instruction, input
            progress:bool=True, # show a progress bar
           )->list:
     "The `direct` response of each row: `model` answers the instruction from scratch."
-    lm = load_lm(model)
-    items = {_direct_key(r, max_new_tokens): _user(r) for r in rows.itertuples()}
-    done = _cached_map(items, lambda ps: generate(lm, ps, max_new_tokens), JsonlCache(_cache_path('direct', lm.name, cache)),
-                       batch_size, f"direct answers by {lm.name}", progress)
-    return list(done.values())
+    return _answers(rows, model, 'direct', _direct_key, _user, batch_size, max_new_tokens, cache, progress, "direct answers by {}")
 
 # %% ../nbs/09a_scar_data.ipynb #0b7b4ed8
 HUMAN_SOURCES = ('self-instruct', 'alpaca-seed', 'dolly')

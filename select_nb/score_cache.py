@@ -37,7 +37,7 @@ class ScoreCache:
     "Per-(record, pass) NLL rows as Parquet shards in a folder named by the hash of a `cache_key`, with an index; safe for concurrent runs."
     def __init__(self, key:dict, root=None):
         self.key, digest = key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        self.path = (Path(root) if root is not None else cache_dir('scores'))/re.sub(r'[^A-Za-z0-9_.-]+', '_', key['model'])/digest
+        self.path = (Path(root) if root is not None else cache_dir('scores'))/file_name(key['model'])/digest
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path/'key.json').exists(): self._atomic(self.path/'key.json', lambda t: t.write_text(json.dumps(key, indent=1)))
         self._index_new()  # parts no index row names: a cache from before the index, or a run killed between part and index
