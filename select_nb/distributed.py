@@ -30,12 +30,12 @@ def ray_init(address:str|None=None, # 'HOST:PORT' or 'ray://HOST:PORT' of a runn
         except (OSError, ValueError, TypeError) as e:
             raise ConnectionError(f"cannot reach a Ray cluster at {address!r} ({e}); start one with `ray start --head` and pass the address it prints") from None
     if ray.is_initialized(): return ray
-    for attempt in (1, 2):
-        try: ray.init(address=address, num_cpus=None if address else workers + 1, include_dashboard=False, log_to_driver=False, logging_level='error')
-        except Exception as e:  # Ray gives its local processes 30 s to start: on a busy machine, try once more
-            if address or attempt == 2 or 'timed out during startup' not in str(e): raise
-            ray.shutdown()
-        else: return ray
+    start = lambda: ray.init(address=address, num_cpus=None if address else workers + 1, include_dashboard=False, log_to_driver=False, logging_level='error')
+    try: start()
+    except Exception as e:  # Ray gives its local processes a fixed 30 s to start: on a busy machine, try once more
+        if address or 'timed out during startup' not in str(e): raise
+        ray.shutdown(); start()
+    return ray
 
 # %% ../nbs/03e_distributed.ipynb #6d490ad5
 def _block(table:pd.DataFrame, k:int)->pd.DataFrame:

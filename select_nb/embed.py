@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_embed.ipynb #376f1f12
 from __future__ import annotations
-import os, re, time, uuid
+import os, time, uuid
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_nuggets.ipynb #27543efa
 from __future__ import annotations
-import hashlib, os, re, time, uuid
+import hashlib, os, time, uuid
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm

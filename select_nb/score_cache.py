@@ -4,7 +4,7 @@
 
 # %% ../nbs/03b_score_cache.ipynb #3dd4b473
 from __future__ import annotations
-import fcntl, hashlib, json, os, re, sqlite3, time, uuid
+import fcntl, hashlib, json, os, sqlite3, time, uuid
 from contextlib import closing
 from pathlib import Path
 import pandas as pd, pyarrow.parquet as pq
