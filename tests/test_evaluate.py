@@ -6,7 +6,7 @@ from select_nb.data import load
 from select_nb.models import tiny_lm
 from select_nb.scoring import score
 from select_nb.finetune import finetune, load_finetuned
-from select_nb.judge import judge_pairs, verdicts, parse_scores, OpenAIJudge, generate
+from select_nb.judge import judge_pairs, verdicts, parse_scores, OpenAIJudge, answer_prompts
 from select_nb import evaluate as ev
 from select_nb.cli import main
 

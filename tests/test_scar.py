@@ -5,7 +5,7 @@ import json
 import numpy as np, pandas as pd, pytest, torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 from select_nb.models import model_path, tiny_lm
-from select_nb.scar_data import (origin_table, build_triples, triple_pairs, rewrite, judge, generate, mtld, ttr,
+from select_nb.scar_data import (origin_table, build_triples, triple_pairs, rewrite, quality_judge, chat_generate, mtld, ttr,
                                  style_metrics, digit_ids)
 from select_nb.scar import (ScarConfig, ScarRanker, scar_loss, triple_scores, pairwise_accuracy, split_triples, run_triples,
                             train_ranker, save_ranker, load_ranker, select_mask)
@@ -42,10 +42,10 @@ def test_mtld_ttr_by_hand():
 def test_generate_and_judge_batched_equals_single(tasks, tmp_path):
     lm = tiny_lm()
     prompts = ["Add 2 and 3.", "Name a colour of the sky on a clear day, please."]
-    assert generate(lm, prompts, 4) == [generate(lm, [p], 4)[0] for p in prompts]
+    assert chat_generate(lm, prompts, 4) == [chat_generate(lm, [p], 4)[0] for p in prompts]
     rows = tasks.iloc[:3].assign(response=tasks.direct[:3])
-    q = judge(rows, lm, batch_size=3, cache=False, progress=False)
-    q1 = np.concatenate([judge(rows.iloc[[i]], lm, cache=False, progress=False) for i in range(3)])
+    q = quality_judge(rows, lm, batch_size=3, cache=False, progress=False)
+    q1 = np.concatenate([quality_judge(rows.iloc[[i]], lm, cache=False, progress=False) for i in range(3)])
     np.testing.assert_allclose(q, q1, atol=1e-3)
     assert len(digit_ids(lm.tokenizer)) == 10
     r = rewrite(tasks.iloc[:2], lm, max_new_tokens=3, cache=tmp_path, progress=False)
