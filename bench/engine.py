@@ -13,9 +13,11 @@ import argparse, os, time
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import torch, torch.nn.functional as F
 from scipy.stats import spearmanr
-from select_nb.data import load
-from select_nb.models import load_lm
-from select_nb.scoring import encode, sequences, start_of, score
+from select_nb.data.load import load
+from select_nb.models.lm import load_lm
+from select_nb.engine.encode import encode, sequences
+from select_nb.models.lm import start_of
+from select_nb.engine.score import score
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()

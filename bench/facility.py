@@ -22,7 +22,7 @@ a = p.parse_args()
 
 def one(way, n):
     "Run one way in this process: vectors, similarity, greedy; print a JSON line."
-    from select_nb.ifd import facility_location, knn_graph, similarity
+    from select_nb.select.facility import facility_location, knn_graph, similarity
     e = torch.nn.functional.normalize(torch.randn(n, a.dim, generator=torch.Generator().manual_seed(0)), dim=1)
     t0 = time.perf_counter(); sim = knn_graph(e, a.knn) if way == 'sparse' else similarity(e); t1 = time.perf_counter()
     picks = facility_location(sim, int(n * a.pick)); t2 = time.perf_counter()
@@ -37,10 +37,10 @@ def run(way, n):
 
 def real():
     "Dense against k-NN facility location on real embeddings: shared picks and the objective ratio, per k."
-    from select_nb.core import data_dir
-    from select_nb.data import load
-    from select_nb.embed import embed
-    from select_nb.ifd import facility_location, knn_graph, similarity
+    from select_nb.core.env import data_dir
+    from select_nb.data.load import load
+    from select_nb.engine.embed import embed
+    from select_nb.select.facility import facility_location, knn_graph, similarity
     t = load(data_dir()/'alpaca/alpaca_random_9k.json')
     e = embed(t, progress=False).double()   # MiniLM over `record_texts`, cached on disk
     sim, k = similarity(e), int(len(t) * a.pick)

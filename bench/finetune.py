@@ -15,9 +15,9 @@ p.add_argument('--arm', choices=['default', 'select_nb'])
 a = p.parse_args()
 from transformers import TrainerCallback, PrinterCallback
 from trl import SFTConfig, SFTTrainer
-from select_nb.data import load
-from select_nb.models import load_lm
-from select_nb.finetune import sft_dataset, _config, _peft_config, _trainer_class
+from select_nb.data.load import load
+from select_nb.models.lm import load_lm
+from select_nb.train.finetune import sft_dataset, _config, _peft_config, _trainer_class
 
 class Clock(TrainerCallback):
     def __init__(self): self.t = []

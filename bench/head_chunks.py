@@ -3,13 +3,13 @@
     .venv/bin/python bench/head_chunks.py [--model smollm2-135m] [--rows 2000]
 
 Random hidden states through the model's real (bf16) head; prints seconds per pass of each way and the
-ratios, the same-run baseline being the unchunked call. The engine (`select_nb.scoring._scored_nll`) uses 8M.
+ratios, the same-run baseline being the unchunked call. The engine (`select_nb.engine.nll.scored_nll`) uses 8M.
 """
 import argparse, os, time
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import torch
-from select_nb.models import load_lm
-from select_nb.scoring import _head_logits, _nll_of_logits
+from select_nb.models.lm import load_lm
+from select_nb.engine.nll import head_logits, nll_of_logits
 
 p = argparse.ArgumentParser(); p.add_argument('--model', default='smollm2-135m'); p.add_argument('--rows', type=int, default=2000)
 args = p.parse_args()

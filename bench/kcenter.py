@@ -1,4 +1,4 @@
-"""Benchmark: k-center greedy with O(N) memory (`select_nb.kcenter.kcenter_greedy`) against the full
+"""Benchmark: k-center greedy with O(N) memory (`select_nb.select.kcenter.kcenter_greedy`) against the full
 N x N distance-matrix approach (`kcenter_matrix`, as DiverseEvol's authors do it).
 
 Random vectors (timing does not depend on the values). Each measurement runs in a fresh process, so
@@ -16,7 +16,7 @@ def _rss():
 
 def _run(method, n, d, k, device, q):
     import torch
-    from select_nb.kcenter import kcenter_greedy, kcenter_matrix
+    from select_nb.select.kcenter import kcenter_greedy, kcenter_matrix
     torch.manual_seed(0)
     x = torch.randn(n, d, device=device)
     cuda = torch.device(device).type == 'cuda'

@@ -8,10 +8,10 @@ Alpaca 9k sample. Prints both times, their ratio, pairs/s, and how far the two w
 import argparse, os, time
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import numpy as np, torch
-from select_nb.data import load
-from select_nb.models import load_lm
-from select_nb.scoring import make_batches, default_batch_tokens
-from select_nb.nuggets import encode_examples, zero_shot, one_shot, one_shot_naive, golden_score
+from select_nb.data.load import load
+from select_nb.models.lm import load_lm
+from select_nb.engine.encode import make_batches, default_batch_tokens
+from select_nb.methods.nuggets import encode_examples, zero_shot, one_shot, one_shot_naive, golden_score
 
 p = argparse.ArgumentParser()
 p.add_argument('--candidates', type=int, default=20)

@@ -24,8 +24,8 @@ def data(n):
     "N unique Alpaca records as JSON Lines (the 9k sample repeated, instruction suffixed with its copy number)."
     path = work/f'alpaca-{n}.jsonl'
     if path.exists(): return path
-    from select_nb.data import read_rows
-    from select_nb.core import data_dir
+    from select_nb.data.formats import read_rows
+    from select_nb.core.env import data_dir
     base = [r for r in read_rows(data_dir()/'alpaca/alpaca_random_9k.json') if r['output'].strip()]
     with open(work/'.tmp.jsonl', 'w') as f:
         for i in range(n):
@@ -37,14 +37,14 @@ def model():
     "The tiny random Llama of the tests (2 layers, hidden 32, byte-level BPE of 300 tokens), saved to a directory."
     path = work/'tiny'
     if not (path/'config.json').exists():
-        from select_nb.models import tiny_lm
+        from select_nb.models.tiny import tiny_lm
         lm = tiny_lm(); lm.model.save_pretrained(path); lm.tokenizer.save_pretrained(path)
     return path
 
 IN_MEMORY = """
 import sys, time
-from select_nb.data import load
-from select_nb.scoring import score
+from select_nb.data.load import load
+from select_nb.engine.score import score
 t = load(sys.argv[1]); s = score(t, sys.argv[2], dtype='fp32', batch_tokens=int(sys.argv[4]), progress=False)
 s.to_parquet(sys.argv[3], index=False)
 """
@@ -68,9 +68,10 @@ def run(n, way):
 
 def forward_speed(n=1000):
     "Tokens/s of the model's forward pass alone: the engine's batches of n records' sequences, built before timing."
-    from select_nb.data import load
-    from select_nb.models import load_lm, start_of
-    from select_nb.scoring import encode, sequences, make_batches, pass_nll
+    from select_nb.data.load import load
+    from select_nb.models.lm import load_lm, start_of
+    from select_nb.engine.encode import encode, sequences, make_batches
+    from select_nb.engine.nll import pass_nll
     lm = load_lm(str(model()), dtype='fp32')
     seqs = sequences(encode(load(data(n)), lm.tokenizer), start_of(lm)[1])
     batches = [seqs.iloc[b] for b in make_batches(seqs.ids.map(len).tolist(), a.batch_tokens)]

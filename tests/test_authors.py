@@ -2,8 +2,8 @@
 import math
 import numpy as np, pytest, torch
 import torch.nn.functional as F
-import select_nb.scoring as sc
-from select_nb.data import load
+import select_nb.engine.score as sc
+from select_nb.data.load import load
 
 ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
           "### Instruction:\n{instruction}\n\n### Response:")
@@ -48,7 +48,7 @@ ROWS = list(range(10)) + [131, 1461, 667, 1442]
 
 @pytest.fixture(scope='module')
 def fp32(): 
-    from select_nb.models import load_lm
+    from select_nb.models.lm import load_lm
     return load_lm('smollm2-135m', dtype='fp32')
 
 @pytest.mark.parametrize('name,one,col', [('superfiltering', superfiltering_one, 'ifd_ppl'), ('cherry', cherry_one, 'ifd_loss')])

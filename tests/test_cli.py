@@ -44,9 +44,10 @@ def test_scar_subcommands_parse():
 
 # --- issue 14: --fields / --split / --lenient on every data subcommand, and `select-nb baseline` ---------
 import datasets
-from select_nb.core import data_dir
-from select_nb.data import read_rows, load
-from select_nb.models import tiny_lm
+from select_nb.core.env import data_dir
+from select_nb.data.formats import read_rows
+from select_nb.data.load import load
+from select_nb.models.tiny import tiny_lm
 datasets.disable_progress_bars()
 
 DATA_COMMANDS = [['score', '--out', 'o.parquet'], ['superfilter', '--out', 'o'], ['kcenter', '--out', 'o'], ['nuggets', '--out', 'o'],

@@ -1,8 +1,8 @@
 import json
 import numpy as np, pandas as pd, pytest
 from scipy import stats
-from select_nb.consistency import (pair_agreement, rank_agreement, agreement_matrix, topk_overlap, _select_ids,
-                                   filter_cost, plot_distributions, plot_agreement, plot_overlap, consistency_job, ladder_scores)
+from select_nb.methods.consistency import pair_agreement, rank_agreement, agreement_matrix, topk_overlap, _select_ids, filter_cost, plot_distributions, plot_agreement, plot_overlap, ladder_scores
+from select_nb.jobs.consistency import consistency_job
 
 def _long(n=60, seed=0):
     "Three synthetic models scoring the same n records: 'b' a noisy copy of 'a', 'c' unrelated."

@@ -1,6 +1,9 @@
 import json
 import pandas as pd, pytest
-from select_nb.data import DATASETS, DataError, load, write_records, selection_path
+from select_nb.data.named import DATASETS
+from select_nb.data.formats import DataError
+from select_nb.data.load import load
+from select_nb.data.runs import write_records, selection_path
 
 GOOD = {"instruction": "Say hi", "input": "", "output": "Hi"}
 
@@ -73,8 +76,10 @@ def test_missing_named_dataset_says_where_it_looked():
 import math
 from pathlib import Path
 import datasets, numpy as np, pyarrow as pa, pyarrow.parquet as pq
-from select_nb.core import data_dir, VICUNA_SYSTEM
-from select_nb.data import Source, read_rows
+from select_nb.core.env import data_dir
+from select_nb.core.records import VICUNA_SYSTEM
+from select_nb.data.load import Source
+from select_nb.data.formats import read_rows
 datasets.disable_progress_bars()
 
 def _scar_rows(n=12):

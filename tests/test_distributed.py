@@ -8,7 +8,7 @@ ray = pytest.importorskip('ray')
 
 @pytest.fixture(scope='module')
 def cluster():
-    from select_nb.distributed import ray_init
+    from select_nb.run.ray import ray_init
     r = ray_init(workers=2)
     yield r
     r.shutdown()
@@ -36,7 +36,7 @@ def test_unreachable_address_is_a_one_line_error(tmp_path, alpaca_jsonl, tiny_di
 
 RESUME = """
 import json, sys
-import select_nb.distributed as d
+import select_nb.run.ray as d
 sent, real = [], d._block
 d._block = lambda t, k: sent.append(k) or real(t, k)
 from select_nb.cli import main

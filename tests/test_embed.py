@@ -1,11 +1,11 @@
 import os
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import pytest, torch
-from select_nb.core import render_prompt
-from select_nb.data import load, to_table
-from select_nb.models import tiny_lm
-from select_nb.embed import (record_texts, embed_sentences, lm_tokens, mean_hidden, embed_lm, embed,
-                             is_sentence_model, EmbedCache)
+from select_nb.core.records import render_prompt
+from select_nb.data.load import load
+from select_nb.data.formats import to_table
+from select_nb.models.tiny import tiny_lm
+from select_nb.engine.embed import record_texts, embed_sentences, lm_tokens, mean_hidden, embed_lm, embed, is_sentence_model, EmbedCache
 
 @pytest.fixture(scope='module')
 def alpaca(): return load('alpaca', limit=24)

@@ -2,12 +2,13 @@
 import json, threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np, pandas as pd, pytest
-from select_nb.data import load
-from select_nb.models import tiny_lm
-from select_nb.scoring import score
-from select_nb.finetune import finetune, load_finetuned
-from select_nb.judge import judge_pairs, verdicts, parse_scores, OpenAIJudge, answer_prompts
-from select_nb import evaluate as ev
+from select_nb.data.load import load
+from select_nb.models.tiny import tiny_lm
+from select_nb.engine.score import score
+from select_nb.train.finetune import finetune, load_finetuned
+from select_nb.eval.judge import judge_pairs, verdicts, parse_scores, OpenAIJudge, answer_prompts
+import select_nb.eval.evaluate as ev
+from select_nb.train.reference import reference_nll
 from select_nb.cli import main
 
 def test_training_lowers_the_loss_on_its_selection(tiny, tmp_path):
@@ -20,10 +21,10 @@ def test_training_lowers_the_loss_on_its_selection(tiny, tmp_path):
 def test_trained_reference_loss_differs_from_the_base(tiny, tmp_path):
     refs = load('alpaca-eval-gpt4', limit=5)
     lm, _ = finetune(tiny, load('alpaca', limit=16), tmp_path/'m', max_steps=4, lr=3e-2, max_length=400, progress=False)
-    base, trained = ev.reference_nll(tiny, refs, max_length=400, progress=False), ev.reference_nll(lm, refs, max_length=400, progress=False)
+    base, trained = reference_nll(tiny, refs, max_length=400, progress=False), reference_nll(lm, refs, max_length=400, progress=False)
     assert np.abs(base.nll - trained.nll).max() > 1e-2
     # the saved adapter reloads to the same model
-    again = ev.reference_nll(load_finetuned(tiny, tmp_path/'m'), refs, max_length=400, progress=False)
+    again = reference_nll(load_finetuned(tiny, tmp_path/'m'), refs, max_length=400, progress=False)
     np.testing.assert_allclose(again.nll, trained.nll, atol=1e-4)
 
 @pytest.mark.parametrize('text,expected', [("9 3\nwhy", (9.0, 3.0)), ("Assistant 1: 6/10, Assistant 2: 7/10", (6.0, 7.0)),
@@ -68,7 +69,7 @@ def test_openai_judge_sends_a_chat_completion(tmp_path):
 def test_equal_budgets_are_enforced(tiny, tmp_path):
     a, b = tmp_path/'a.jsonl', tmp_path/'b.jsonl'
     pool = load('alpaca', limit=40)
-    from select_nb.data import write_records
+    from select_nb.data.runs import write_records
     write_records(pool.iloc[:5], a); write_records(pool.iloc[5:12], b)
     with pytest.raises(ValueError, match='unequal budgets'):
         ev.evaluate_job('alpaca', [str(a), str(b)], tmp_path/'run', base=tiny, limit=40, evals={'alpaca-eval-gpt4': 2}, progress=False)

@@ -1,8 +1,10 @@
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
-from select_nb.ifd import ifd_select, facility_location, similarity, superfilter_job
-from select_nb.data import load
+from select_nb.methods.ifd import ifd_select
+from select_nb.select.facility import facility_location, similarity
+from select_nb.jobs.superfilter import superfilter_job
+from select_nb.data.load import load
 
 def test_selection_rules():
     t = pd.DataFrame({'id': list('abcdefg'), 'ifd_ppl': [0.5, 0.9, np.nan, 1.0, 0.9, 1.3, 0.2]})
@@ -73,8 +75,8 @@ def test_killed_run_resumes_with_the_same_selection(tmp_path):
 def test_sparse_knn_facility_location_matches_dense_on_real_embeddings():
     "Real MiniLM embeddings of Alpaca records: every neighbour kept gives the dense picks; fewer, the sparsified dense picks."
     import torch
-    from select_nb.embed import embed_sentences, record_texts
-    from select_nb.ifd import facility_location, knn_graph, similarity
+    from select_nb.engine.embed import embed_sentences, record_texts
+    from select_nb.select.facility import facility_location, knn_graph, similarity
     emb = embed_sentences(record_texts(load('alpaca', limit=120)), progress=False).double()
     assert facility_location(knn_graph(emb, 120, rows=50), 25) == facility_location(similarity(emb), 25)
     g = knn_graph(emb, 15, rows=50)
@@ -82,8 +84,8 @@ def test_sparse_knn_facility_location_matches_dense_on_real_embeddings():
     assert facility_location(g, 25) == facility_location(torch.from_numpy(g.toarray()), 25)
 
 def test_superfilter_d_with_a_knn_graph(tiny):
-    from select_nb.ifd import superfilter_d
-    from select_nb.scoring import score
+    from select_nb.methods.ifd import superfilter_d
+    from select_nb.engine.score import score
     t = load('alpaca', limit=60)
     s = score(t, tiny, cache=False, progress=False)
     dense, sparse = superfilter_d(t, s, 40, 10), superfilter_d(t, s, 40, 10, knn=40)

@@ -3,9 +3,11 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import json
 from functools import partial
 import numpy as np, pandas as pd, pytest, torch
-from select_nb.data import load
-from select_nb.models import tiny_lm
-from select_nb.kcenter import (kcenter_greedy, kcenter_matrix, coverage_curve, lora_train, diverse_evol, usable, kcenter_job)
+from select_nb.data.load import load
+from select_nb.models.tiny import tiny_lm
+from select_nb.select.kcenter import kcenter_greedy, kcenter_matrix, coverage_curve
+from select_nb.methods.diverse_evol import lora_train, diverse_evol, usable
+from select_nb.jobs.kcenter import kcenter_job
 
 def brute(x, k, pool=(), start=None):
     "k-center from the definition, float64, every distance recomputed each step."

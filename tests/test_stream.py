@@ -2,14 +2,15 @@
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pyarrow as pa, pyarrow.parquet as pq, pytest
-from select_nb.core import data_dir
-from select_nb.data import load, read_rows
-from select_nb.models import tiny_lm
-from select_nb.scoring import score
-from select_nb.score_cache import score_cache
-from select_nb.stream import score_stream
-from select_nb.turns import score_turns
-import select_nb.score_cache as sc
+from select_nb.core.env import data_dir
+from select_nb.data.load import load
+from select_nb.data.formats import read_rows
+from select_nb.models.tiny import tiny_lm
+from select_nb.engine.score import score
+from select_nb.store.score_cache import score_cache
+from select_nb.run.stream import score_stream
+from select_nb.engine.turns import score_turns
+import select_nb.store.score_cache as sc
 
 NUM = ['nll_cond', 'nll_uncond', 'ppl_cond', 'ppl_uncond', 'ifd_ppl', 'ifd_loss']
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def test_cache_lookup_reads_only_the_parts_it_needs(tmp_path, alpaca_jsonl, tiny
     assert sorted(zip(got.id, got['pass'])) == sorted((i, p) for i in ids for p in ('cond', 'uncond'))
     assert len(read) == 1  # the first piece's shard only
     again = []  # a rerun scores nothing: every row comes from the cache
-    monkeypatch.setattr('select_nb.scoring.pass_nll', lambda *a: again.append(1))
+    monkeypatch.setattr('select_nb.engine.score.pass_nll', lambda *a: again.append(1))
     score_stream(alpaca_jsonl, tmp_path/'s2.parquet', tiny, chunk_size=30, cache=tmp_path/'cache', progress=False)
     assert again == []
     _same(pd.read_parquet(tmp_path/'s2.parquet'), pd.read_parquet(tmp_path/'s.parquet'))
@@ -81,7 +82,7 @@ def test_concurrent_runs_share_one_cache(tmp_path, alpaca_jsonl, tiny_dir):
     assert _cli(*args, '--out', tmp_path/'fresh.parquet', cache=tmp_path/'fresh-cache').wait(300) == 0
     fresh = pd.read_parquet(tmp_path/'fresh.parquet')
     for k in range(2): _same(pd.read_parquet(tmp_path/f'{k}.parquet'), fresh)
-    from select_nb.models import load_lm
+    from select_nb.models.lm import load_lm
     store = score_cache(load_lm(tiny_dir, dtype='fp32'), cache=tmp_path/'cache'/'scores')
     assert len(store.lookup(fresh.id)) == 2 * 40  # every row indexed, whichever run wrote it
 
@@ -93,9 +94,9 @@ def test_killed_stream_resumes_from_finished_pieces(tmp_path, alpaca_jsonl, tiny
     os.killpg(p.pid, signal.SIGKILL); p.wait()
     done = {f.name: f.stat().st_mtime_ns for f in parts.glob('scores-*.parquet')}
     assert 2 <= len(done) < 10 and not (tmp_path/'s.parquet').exists()
-    from select_nb.stream import score_rows, shard_folder  # the rerun must not rescore a finished piece
+    from select_nb.run.stream import score_rows, shard_folder# the rerun must not rescore a finished piece
     res = subprocess.run([sys.executable, '-c', f"""
-import select_nb.stream as st, sys
+import select_nb.run.stream as st, sys
 seen = []
 real = st.score_rows
 st.score_rows = lambda t, *a, **kw: seen.append(int(t['index'].iloc[0])) or real(t, *a, **kw)
@@ -110,7 +111,7 @@ print('PIECES', seen)
 
 def test_stream_lenient_non_utf8_record_is_a_skip_in_the_output(tmp_path, alpaca_jsonl, tiny):
     p = tmp_path/'u.jsonl'; p.write_bytes(alpaca_jsonl.read_bytes() + b'{"instruction": "Caf\xe9", "output": "ok"}\n')
-    from select_nb.data import Source
+    from select_nb.data.load import Source
     score_stream(Source(str(p), lenient=True), tmp_path/'s.parquet', tiny, chunk_size=40, cache=False, progress=False)
     s = pd.read_parquet(tmp_path/'s.parquet')
     assert len(s) == 93 and s.status.iloc[-1] == 'invalid' and s.instruction.iloc[-1] == 'Caf\ufffd'

@@ -2,9 +2,11 @@
 import json, subprocess, sys, textwrap
 import numpy as np, pandas as pd, pytest, torch
 import torch.nn.functional as F
-import select_nb.scoring as sc
-from select_nb.data import to_table, load
-from select_nb.models import tiny_lm, load_lm, document_start, LM
+import select_nb.engine.score as sc
+from select_nb.data.formats import to_table
+from select_nb.data.load import load
+from select_nb.models.tiny import tiny_lm
+from select_nb.models.lm import load_lm, document_start, LM
 from conftest import sp_tokenizer
 
 def _ref(lm, seq, n):
@@ -81,9 +83,9 @@ def test_a_cached_row_with_another_token_count_is_rescored(tiny, tmp_path):
 
 _SCORER = textwrap.dedent('''
     import sys, json
-    import select_nb.scoring as sc
-    from select_nb.data import to_table
-    from select_nb.models import tiny_lm
+    import select_nb.engine.score as sc
+    from select_nb.data.formats import to_table
+    from select_nb.models.tiny import tiny_lm
     recs = to_table([{"instruction": f"Task {i}: say", "input": "", "output": "word " * (1 + i % 9)} for i in range(60)])
     s = sc.score(recs, tiny_lm(), cache=sys.argv[1], batch_tokens=64, progress=False)
     print(json.dumps(s.nll_cond.round(6).tolist()))

@@ -2,11 +2,16 @@
 import json
 import numpy as np, pandas as pd, pytest, torch
 import torch.nn.functional as F
-from select_nb.core import data_dir, VICUNA_SYSTEM
-from select_nb.data import load, to_table, read_rows
-from select_nb.models import tiny_lm, load_lm
-from select_nb.scoring import score, start_of, SCORE_COLUMNS
-from select_nb.turns import score_turns, expand_turns, turn_prompt
+from select_nb.core.env import data_dir
+from select_nb.core.records import VICUNA_SYSTEM
+from select_nb.data.load import load
+from select_nb.data.formats import to_table, read_rows
+from select_nb.models.tiny import tiny_lm
+from select_nb.models.lm import load_lm
+from select_nb.engine.score import score
+from select_nb.models.lm import start_of
+from select_nb.engine.nll import SCORE_COLUMNS
+from select_nb.engine.turns import score_turns, expand_turns, turn_prompt
 
 def _mt_chat(n):
     q = {r['question_id']: r['turns'] for r in read_rows(data_dir()/'eval/mt_bench_80.jsonl')}
