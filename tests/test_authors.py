@@ -55,7 +55,7 @@ def fp32():
 @pytest.mark.parametrize('L', [None, 80])
 def test_authors_batched_equals_one_at_a_time(fp32, name, one, col, L):
     recs = load('alpaca', lenient=True).iloc[ROWS]
-    s = sc.score(recs, fp32, authors=name, max_length=L, cache=False, progress=False, batch_tokens=4096)
+    s = sc.score_responses(recs, model=fp32, authors=name, max_length=L, cache=False, progress=False, batch_tokens=4096)
     L = L or {'superfiltering': 1024, 'cherry': 512}[name]
     ref = np.array([one(fp32, r.instruction, r.input, r.response, L) for r in recs.itertuples()])
     scored = s.status.isin(['ok', 'truncated']).values

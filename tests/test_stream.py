@@ -1,4 +1,4 @@
-"Streaming scoring (`03d_stream`) and the sharded score cache (`03b_score_cache`): equality with the in-memory path, the index, concurrent runs, resume."
+"Streaming scoring (`run/05a_stream`) and the sharded score cache (`store/03a_score_cache`): equality with the in-memory path, the index, concurrent runs, resume."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pyarrow as pa, pyarrow.parquet as pq, pytest
@@ -6,10 +6,10 @@ from select_nb.core.env import data_dir
 from select_nb.data.load import load
 from select_nb.data.formats import read_rows
 from select_nb.models.tiny import tiny_lm
-from select_nb.engine.score import score
+from select_nb.core.settings import ScoreSettings
+from select_nb.run.executors import score
 from select_nb.store.score_cache import score_cache
-from select_nb.run.stream import score_stream
-from select_nb.engine.turns import score_turns
+from select_nb.run.stream import Stream
 import select_nb.store.score_cache as sc
 
 NUM = ['nll_cond', 'nll_uncond', 'ppl_cond', 'ppl_uncond', 'ifd_ppl', 'ifd_loss']
@@ -34,12 +34,12 @@ def _same(a, b):
     for c in NUM: assert ((a[c] - b[c]).abs().fillna(0) <= 1e-6 * (1 + b[c].abs().fillna(0))).all(), c
 
 def test_stream_equals_in_memory_on_jsonl_and_parquet(tmp_path, alpaca_jsonl, tiny):
-    whole = score(load(alpaca_jsonl), tiny, cache=False, progress=False)
-    score_stream(alpaca_jsonl, tmp_path/'s.parquet', tiny, chunk_size=25, cache=False, progress=False)
+    whole = score(load(alpaca_jsonl), model=tiny, cache=False, progress=False)
+    score(alpaca_jsonl, executor=Stream(tmp_path/'s.parquet', chunk_size=25, cache=False, progress=False), model=tiny)
     s = pd.read_parquet(tmp_path/'s.parquet'); _same(s, whole)
     assert list(s.status[-2:]) == ['duplicate', 'empty_response']
     pq.write_table(pa.Table.from_pylist([json.loads(l) for l in alpaca_jsonl.read_text().splitlines()]), tmp_path/'a.parquet')
-    score_stream(tmp_path/'a.parquet', tmp_path/'p.parquet', tiny, chunk_size=40, cache=False, progress=False)
+    score(tmp_path/'a.parquet', executor=Stream(tmp_path/'p.parquet', chunk_size=40, cache=False, progress=False), model=tiny)
     _same(pd.read_parquet(tmp_path/'p.parquet'), whole)
 
 def test_stream_conversations_equal_score_turns(tmp_path, tiny):
@@ -48,15 +48,15 @@ def test_stream_conversations_equal_score_turns(tmp_path, tiny):
                           {'role': 'user', 'content': qs[r['question_id']][1]}, {'role': 'assistant', 'content': r['choices'][0]['turns'][1]}]}
             for r in read_rows(data_dir()/'eval/mt_bench_reference_gpt4.jsonl')[:8]]
     (tmp_path/'c.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-    turns, whole = score_turns(load(tmp_path/'c.jsonl'), tiny, cache=False, progress=False)
-    res = score_stream(tmp_path/'c.jsonl', tmp_path/'c.parquet', tiny, chunk_size=3, cache=False, progress=False)
+    whole, turns = score(load(tmp_path/'c.jsonl'), model=tiny, turns=True, cache=False, progress=False)
+    res = score(tmp_path/'c.jsonl', executor=Stream(tmp_path/'c.parquet', chunk_size=3, cache=False, progress=False), model=tiny)
     _same(pd.read_parquet(tmp_path/'c.parquet'), whole)
     per_turn = pd.read_parquet(tmp_path/'c.turns.parquet')
     assert res['turns'] == len(turns) and list(per_turn.id) == list(turns.id)
 
 def test_cache_lookup_reads_only_the_parts_it_needs(tmp_path, alpaca_jsonl, tiny, monkeypatch):
     monkeypatch.setattr(sc, 'SHARD_ROWS', 50)  # a piece's 60 rows make a full shard, as 10,000 records' do at scale
-    score_stream(alpaca_jsonl, tmp_path/'s.parquet', tiny, chunk_size=30, cache=tmp_path/'cache', progress=False)
+    score(alpaca_jsonl, executor=Stream(tmp_path/'s.parquet', chunk_size=30, cache=tmp_path/'cache', progress=False), model=tiny)
     store = score_cache(tiny, cache=tmp_path/'cache')
     assert len(store.parts()) == 3 and len(store.read()) == 2 * 90  # 90 scorable records, two passes each
     read = []
@@ -67,7 +67,7 @@ def test_cache_lookup_reads_only_the_parts_it_needs(tmp_path, alpaca_jsonl, tiny
     assert len(read) == 1  # the first piece's shard only
     again = []  # a rerun scores nothing: every row comes from the cache
     monkeypatch.setattr('select_nb.engine.score.pass_nll', lambda *a: again.append(1))
-    score_stream(alpaca_jsonl, tmp_path/'s2.parquet', tiny, chunk_size=30, cache=tmp_path/'cache', progress=False)
+    score(alpaca_jsonl, executor=Stream(tmp_path/'s2.parquet', chunk_size=30, cache=tmp_path/'cache', progress=False), model=tiny)
     assert again == []
     _same(pd.read_parquet(tmp_path/'s2.parquet'), pd.read_parquet(tmp_path/'s.parquet'))
 
@@ -94,12 +94,12 @@ def test_killed_stream_resumes_from_finished_pieces(tmp_path, alpaca_jsonl, tiny
     os.killpg(p.pid, signal.SIGKILL); p.wait()
     done = {f.name: f.stat().st_mtime_ns for f in parts.glob('scores-*.parquet')}
     assert 2 <= len(done) < 10 and not (tmp_path/'s.parquet').exists()
-    from select_nb.run.stream import score_rows, shard_folder# the rerun must not rescore a finished piece
+    # the rerun must not rescore a finished piece
     res = subprocess.run([sys.executable, '-c', f"""
 import select_nb.run.stream as st, sys
 seen = []
-real = st.score_rows
-st.score_rows = lambda t, *a, **kw: seen.append(int(t['index'].iloc[0])) or real(t, *a, **kw)
+real = st.piece_rows
+st.piece_rows = lambda t, *a, **kw: seen.append(int(t['index'].iloc[0])) or real(t, *a, **kw)
 from select_nb.cli import main
 main({['score'] + [str(a) for a in args]!r})
 print('PIECES', seen)
@@ -107,11 +107,11 @@ print('PIECES', seen)
     assert res.returncode == 0, res.stderr[-2000:]
     starts = json.loads(res.stdout.split('PIECES')[-1])
     assert not any(s // 10 < len(done) for s in starts) and len(starts) == 10 - len(done)  # first pieces skipped
-    _same(pd.read_parquet(tmp_path/'s.parquet'), score(load(alpaca_jsonl), tiny_dir, dtype='fp32', cache=False, progress=False))
+    _same(pd.read_parquet(tmp_path/'s.parquet'), score(load(alpaca_jsonl), model=tiny_dir, dtype='fp32', cache=False, progress=False))
 
 def test_stream_lenient_non_utf8_record_is_a_skip_in_the_output(tmp_path, alpaca_jsonl, tiny):
     p = tmp_path/'u.jsonl'; p.write_bytes(alpaca_jsonl.read_bytes() + b'{"instruction": "Caf\xe9", "output": "ok"}\n')
     from select_nb.data.load import Source
-    score_stream(Source(str(p), lenient=True), tmp_path/'s.parquet', tiny, chunk_size=40, cache=False, progress=False)
+    score(Source(str(p), lenient=True), executor=Stream(tmp_path/'s.parquet', chunk_size=40, cache=False, progress=False), model=tiny)
     s = pd.read_parquet(tmp_path/'s.parquet')
     assert len(s) == 93 and s.status.iloc[-1] == 'invalid' and s.instruction.iloc[-1] == 'Caf\ufffd'

@@ -8,10 +8,10 @@ from select_nb.data.load import load
 from select_nb.data.formats import to_table, read_rows
 from select_nb.models.tiny import tiny_lm
 from select_nb.models.lm import load_lm
-from select_nb.engine.score import score
+from select_nb.engine.score import score_responses
 from select_nb.models.lm import start_of
 from select_nb.engine.nll import SCORE_COLUMNS
-from select_nb.engine.turns import score_turns, expand_turns, turn_prompt
+from select_nb.engine.turns import score_table, expand_turns, turn_prompt
 
 def _mt_chat(n):
     q = {r['question_id']: r['turns'] for r in read_rows(data_dir()/'eval/mt_bench_80.jsonl')}
@@ -41,7 +41,7 @@ def _one(lm, prompt, response):
 @pytest.mark.parametrize('rows', [_mt_chat(3), _sharegpt_pairs(3)], ids=['chat-messages', 'sharegpt'])
 def test_each_turn_equals_one_at_a_time_and_the_aggregate_weights_tokens(tiny, rows):
     table = to_table(rows)
-    per_turn, agg = score_turns(table, tiny, 'alpaca', max_length=4096, cache=False, progress=False)
+    agg, per_turn = score_table(table, model=tiny, template='alpaca', max_length=4096, cache=False, progress=False)
     assert len(per_turn) == 2 * len(table) and list(per_turn.turn[:2]) == [0, 1]
     for r, t in zip(per_turn.itertuples(), expand_turns(table, 'alpaca').itertuples()):
         c, u, n = _one(tiny, t.prompt, t.response)
@@ -53,12 +53,12 @@ def test_each_turn_equals_one_at_a_time_and_the_aggregate_weights_tokens(tiny, r
 
 def test_single_turn_records_are_scored_as_before(tiny):
     t = load('alpaca', limit=10)
-    assert score_turns(t, tiny, cache=False, progress=False)[1][SCORE_COLUMNS].equals(score(t, tiny, cache=False, progress=False)[SCORE_COLUMNS])
+    assert score_table(t, model=tiny, cache=False, progress=False)[0][SCORE_COLUMNS].equals(score_responses(t, model=tiny, cache=False, progress=False)[SCORE_COLUMNS])
 
 def test_chat_template_turns_with_smollm2():
     lm = load_lm('smollm2-135m', dtype='fp32')
     table = to_table(_mt_chat(1))
-    per_turn, _ = score_turns(table, lm, 'chat', max_length=4096, cache=False, progress=False)
+    _, per_turn = score_table(table, model=lm, template='chat', max_length=4096, cache=False, progress=False)
     t = expand_turns(table, 'chat', lm.tokenizer)
     assert t.prompt[1].startswith('<|im_start|>system') and t.prompt[1].endswith('<|im_start|>assistant\n')
     for r, x in zip(per_turn.itertuples(), t.itertuples()):
