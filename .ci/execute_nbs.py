@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Run notebooks in place so they keep their outputs (a guided tour in JupyterLab), skipping the cells
 nbdev_test skips (`#| slow`, `#| gpu`, `#| notest`, `#| eval: false`) unless named with --flags.
-Usage: .venv/bin/python .ci/execute_nbs.py [--flags slow] [--keep-skipped] nbs/03_scoring.ipynb ...   (then run nbdev_clean)
---keep-skipped: cells not run keep the outputs they had (else they are cleared)."""
+Usage: .venv/bin/python .ci/execute_nbs.py [--flags slow] [--keep-skipped] nbs/engine/04c_scoring.ipynb ...   (then run nbdev_clean)
+--keep-skipped: cells not run keep the outputs they had (else they are cleared).
+Each notebook runs in its own folder (as nbdev_test runs it), so a relative path in it starts there."""
 import argparse, os, re, sys
 from pathlib import Path
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -25,7 +26,7 @@ if __name__ == '__main__':
         nb = read_nb(fn)
         for c in nb.cells:
             if c.cell_type == 'code' and not (a.keep_skipped and skip(a.flags)(c)): c.outputs, c.execution_count = [], None
+        sh = CaptureShell(fn.resolve())  # puts the notebook's folder on sys.path, as nbdev_test does
         with working_directory(fn.parent):
-            sh = CaptureShell(fn)
             sh.run_all(nb, exc_stop=True, preproc=skip(a.flags))
         write_nb(nb, fn); print('executed', fn, flush=True)

@@ -3,7 +3,7 @@
 writes them when it starts the kernel, so a notebook opens without a "Select Kernel" dialog and is not marked
 modified (nbdev_clean keeps both: `language_info` is in settings.ini's allowed_metadata_keys).
 The kernel is registered by `.venv/bin/python -m ipykernel install --sys-prefix --name select_nb` (or `--user`).
-Usage: .venv/bin/python .ci/kernelspec.py [--check] [nbs/X.ipynb ...]   (default: every notebook in nbs/)"""
+Usage: .venv/bin/python .ci/kernelspec.py [--check] [nbs/X.ipynb ...]   (default: every notebook under nbs/, as nbdev finds them)"""
 import json, sys
 from pathlib import Path
 from ipykernel.ipkernel import IPythonKernel
@@ -13,9 +13,13 @@ KERNELSPEC = {'display_name': 'select_nb', 'language': 'python', 'name': 'select
 
 def wanted(): return {'kernelspec': KERNELSPEC, 'language_info': dict(IPythonKernel.language_info)}
 
+def notebooks(folder:Path)->list:
+    "Every notebook under `folder`, in its sub-folders too, skipping what nbdev skips: names starting with `_` or `.` (checkpoints)."
+    return sorted(p for p in folder.rglob('*.ipynb') if not any(part.startswith(('_', '.')) for part in p.relative_to(folder).parts))
+
 if __name__ == '__main__':
     check = '--check' in sys.argv
-    fns = [Path(a) for a in sys.argv[1:] if a != '--check'] or sorted((root/'nbs').glob('*.ipynb'))
+    fns = [Path(a) for a in sys.argv[1:] if a != '--check'] or notebooks(root/'nbs')
     bad = []
     for fn in fns:
         nb = json.loads(fn.read_text())

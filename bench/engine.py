@@ -14,10 +14,9 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import torch, torch.nn.functional as F
 from scipy.stats import spearmanr
 from select_nb.data.load import load
-from select_nb.models.lm import load_lm
+from select_nb.models.lm import load_lm, start_of
 from select_nb.engine.encode import encode, sequences
-from select_nb.models.lm import start_of
-from select_nb.engine.score import score
+from select_nb.run.executors import score
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
@@ -53,8 +52,8 @@ def bench(name, table, dev):
     seqs = sequences(encode(table, lm.tokenizer), start_of(lm)[1])
     ntok = seqs.ids.map(len).sum()
     sync(dev); t = time.perf_counter(); ref = reference(ref_lm, seqs); sync(dev); t_ref = time.perf_counter() - t
-    score(table.head(4), lm, cache=False, progress=False)  # warm-up
-    sync(dev); t = time.perf_counter(); eng = score(table, lm, cache=False, progress=False); sync(dev); t_eng = time.perf_counter() - t
+    score(table.head(4), model=lm, cache=False, progress=False)  # warm-up
+    sync(dev); t = time.perf_counter(); eng = score(table, model=lm, cache=False, progress=False); sync(dev); t_eng = time.perf_counter() - t
     ref_ifd = [ref.get((i, 'cond'), float('nan')) - ref.get((i, 'uncond'), float('nan')) for i in eng.id]  # log ifd_ppl
     ok = eng.ifd_ppl.notna().values
     rho = spearmanr([r for r, k in zip(ref_ifd, ok) if k], eng.ifd_ppl[ok]).statistic

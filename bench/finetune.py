@@ -1,4 +1,4 @@
-"""The trainer: TRL's `SFTTrainer` as configured by default against `select_nb.finetune`'s set-up, in one run.
+"""The trainer: TRL's `SFTTrainer` as configured by default against `select_nb.train.finetune`'s set-up, in one run.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/finetune.py [--model gemma3-270m] [--records 32] [--steps 4]
 
@@ -51,6 +51,6 @@ if a.arm:
 else:
     d, m = arm('default'), arm('select_nb')
     print(f"{a.model}, {d['records']} records ({d['tokens']} tokens), batch 8, {a.steps} steps")
-    print(f"SFTTrainer defaults   {d['s_per_step']:6.2f} s/step  losses {[round(x, 4) for x in d['losses']]}")
-    print(f"select_nb.finetune    {m['s_per_step']:6.2f} s/step  losses {[round(x, 4) for x in m['losses']]}")
+    print(f"SFTTrainer defaults      {d['s_per_step']:6.2f} s/step  losses {[round(x, 4) for x in d['losses']]}")
+    print(f"select_nb.train.finetune {m['s_per_step']:6.2f} s/step  losses {[round(x, 4) for x in m['losses']]}")
     print(f"speed-up {d['s_per_step'] / m['s_per_step']:.1f}x; largest loss difference {max(abs(x - y) for x, y in zip(d['losses'], m['losses'])):.4f}")

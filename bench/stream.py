@@ -44,8 +44,8 @@ def model():
 IN_MEMORY = """
 import sys, time
 from select_nb.data.load import load
-from select_nb.engine.score import score
-t = load(sys.argv[1]); s = score(t, sys.argv[2], dtype='fp32', batch_tokens=int(sys.argv[4]), progress=False)
+from select_nb.run.executors import score
+t = load(sys.argv[1]); s = score(t, model=sys.argv[2], dtype='fp32', batch_tokens=int(sys.argv[4]), progress=False)
 s.to_parquet(sys.argv[3], index=False)
 """
 
