@@ -4,7 +4,7 @@
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #73066958
 from __future__ import annotations
-import json, os
+import json
 from pathlib import Path
 import numpy as np, pandas as pd
 import langdetect, nltk, punkt
@@ -14,6 +14,7 @@ from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 from if_verifiable.ifeval.instructions_util import count_sentences
 from ..core.env import DATA_ENV, cache_dir, data_dir, file_name
 from ..data.formats import DataError, plain, read_rows
+from ..store.store import write_atomic
 
 # %% auto #0
 __all__ = ['IFEVAL_METRICS', 'punkt_data', 'punkt_agreement', 'ifeval_prompts', 'ifeval_samples', 'score_ifeval',
@@ -37,7 +38,7 @@ def punkt_data(root:str|Path|None=None, # the NLTK data folder (default: `cache_
     for name, text in _punkt_tables().items():
         p = folder/name
         if p.exists() and p.read_text(encoding='utf-8') == text: continue
-        tmp = p.with_name(f'.{name}.{os.getpid()}'); tmp.write_text(text, encoding='utf-8'); os.replace(tmp, p)
+        write_atomic(p, lambda f, text=text: f.write(text.encode('utf-8')))
     if str(root) not in nltk.data.path: nltk.data.path.insert(0, str(root))
     return folder
 
@@ -165,9 +166,8 @@ def save_answers(answers:pd.DataFrame, # rows with key, prompt, response (other 
     "Write the answers as JSON Lines at `answers_path(folder, selection, seed)`."
     if missing := {'key', 'prompt', 'response'} - set(answers.columns): raise DataError(f"answers lack columns {sorted(missing)}")
     path = answers_path(folder, selection, seed); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}')
-    tmp.write_text(''.join(json.dumps(plain(r, null=True), ensure_ascii=False) + '\n' for r in answers.to_dict('records')), encoding='utf-8')
-    os.replace(tmp, path)
+    text = ''.join(json.dumps(plain(r, null=True), ensure_ascii=False) + '\n' for r in answers.to_dict('records'))
+    write_atomic(path, lambda f: f.write(text.encode('utf-8')))
     return path
 
 def read_answers(path:str|Path, # a file written by `save_answers`
