@@ -129,5 +129,73 @@ def test_start_token_and_authors_from_the_shell(tmp_path):
     assert set(s.start_token) == {'<s>'} and set(s.convention) == {'select_nb'}
     main(['superfilter', '--data', str(data), '--model', str(model), '--out', str(tmp_path/'sf'), '--authors', 'cherry', '--ratio', '1'])
     summ = json.loads((tmp_path/'sf'/'summary.json').read_text())
-    assert summ['settings']['convention'] == 'cherry' and summ['settings']['col'] == 'ifd_loss' and summ['settings']['max_length'] == 512
+    assert summ['convention'] == 'cherry' and summ['settings']['authors'] == 'cherry'
+    assert summ['settings']['col'] == 'ifd_loss' and summ['settings']['max_length'] == 512
     with pytest.raises(SystemExit): main(['score', '--data', str(data), '--out', str(tmp_path/'x.parquet'), '--authors', 'nobody'])
+
+
+# --- issue 22: the CLI built from the jobs' settings dataclasses; one ratio rule ---------
+import argparse, dataclasses
+from select_nb.cli import settings_of
+from select_nb.core.settings import field_docs
+from select_nb.jobs.superfilter import SuperfilterSettings
+
+SELECTING = [['superfilter'], ['kcenter'], ['nuggets'], ['scar', 'rank'], ['baseline', '--by', 'random']]
+
+@pytest.mark.parametrize('cmd', SELECTING, ids=lambda c: '-'.join(c[:2]))
+def test_every_selecting_command_takes_ratio_or_n(cmd, capsys):
+    base = cmd + ['--data', 'alpaca', '--out', 'o']
+    assert build_parser().parse_args(base + ['--ratio', '0.05']).ratio == 0.05
+    assert build_parser().parse_args(base + ['--n', '20']).n == 20
+    with pytest.raises(SystemExit): build_parser().parse_args(base + ['--ratio', '0.05', '--n', '20'])
+    assert 'not allowed with argument' in capsys.readouterr().err
+
+def test_readme_command_parses_to_its_settings():
+    a = build_parser().parse_args('superfilter --data alpaca --limit 1000 --model smollm2-135m --ratio 0.05 --out runs/alpaca-superfilter'.split())
+    s = settings_of(SuperfilterSettings, a, ray=None)
+    assert (str(s.data), s.limit, s.model, s.ratio, s.n, s.out, s.template, s.kernel) == ('alpaca', 1000, 'smollm2-135m', 0.05, None, 'runs/alpaca-superfilter', 'none', 'cosine')
+    assert s.to_dict() == SuperfilterSettings(data='alpaca', limit=1000, ratio=0.05, out='runs/alpaca-superfilter').to_dict()  # every default from the dataclass
+
+def _subparsers(p):
+    "(command, parser) for every leaf subcommand."
+    for act in p._actions:
+        if isinstance(act, argparse._SubParsersAction):
+            for name, sp in act.choices.items():
+                subs = list(_subparsers(sp))
+                yield from ((f"{name} {n}", q) for n, q in subs) if subs else [(name, sp)]
+
+def test_every_option_is_documented_by_its_field():
+    "Each option of a job's command is a field of its settings, its help that field's inline comment (nothing re-documented in the CLI)."
+    from select_nb.eval.evaluate import EvaluateSettings
+    from select_nb.jobs.baseline import BaselineSettings
+    from select_nb.jobs.consistency import ConsistencySettings
+    from select_nb.jobs.kcenter import KcenterSettings
+    from select_nb.jobs.nuggets import NuggetsSettings
+    from select_nb.jobs.scar import ScarGenerateSettings, ScarRankSettings, ScarTrainSettings
+    classes = {'superfilter': SuperfilterSettings, 'consistency': ConsistencySettings, 'kcenter': KcenterSettings, 'nuggets': NuggetsSettings,
+               'scar train': ScarTrainSettings, 'scar rank': ScarRankSettings, 'scar generate': ScarGenerateSettings,
+               'baseline': BaselineSettings, 'evaluate': EvaluateSettings}
+    parsers = dict(_subparsers(build_parser()))
+    for cmd, cls in classes.items():
+        docs, helps = field_docs(cls), {act.dest: act.help for act in parsers[cmd]._actions}
+        for f in dataclasses.fields(cls):
+            if f.name in ('ray', 'phases') or (cmd == 'consistency' and f.name == 'model'): continue  # the command line's own (--ray, --sources / --kinds / --n), or set per rung
+            assert docs[f.name] and helps[f.name].startswith(docs[f.name]), (cmd, f.name)
+    assert all(act.help for p in parsers.values() for act in p._actions if act.option_strings)
+
+def test_old_flag_names_keep_working():
+    p = build_parser()
+    assert p.parse_args(['kcenter', '--data', 'x', '--out', 'o', '--k', '5', '--no-cache']).n == 5
+    assert p.parse_args(['scar', 'rank', '--data', 'x', '--out', 'o', '--top-k', '3']).n == 3
+    a = p.parse_args(['scar', 'train', '--finetune-encoder', '--no-form-proj', '--quality', 'none', '--ppl-model', 'none', '--heldout', 'a', 'b'])
+    assert (a.finetune_encoder, a.form_proj, a.quality, a.ppl_model, a.heldout) == (True, False, None, None, ['a', 'b'])
+    a = p.parse_args(['evaluate', '--pool', 'alpaca', '--selections', 'random:0.05, full', '--eval', 'vicuna-80:3', '--full', '--judged', 'random:0.05', '--out', 'o'])
+    assert (a.selections, a.evals, a.full, a.judged) == (['random:0.05', 'full'], {'vicuna-80': 3}, True, ['random:0.05'])
+    assert p.parse_args(['baseline', '--data', 'x', '--by', 'perplexity', '--n', '2', '--highest', '--out', 'o']).highest
+    a = p.parse_args(['scar', 'generate', '--sources', 'dolly', '--kinds', 'direct', '--n', '4'])
+    assert (a.sources, a.kinds, a.n) == (['dolly'], ['direct'], 4)
+
+def test_kcenter_takes_a_ratio(tmp_path):
+    main(['kcenter', '--data', 'alpaca', '--limit', '40', '--ratio', '0.1', '--out', str(tmp_path/'kc')])
+    s = json.loads((tmp_path/'kc'/'summary.json').read_text())
+    assert s['selected'] == 4 == len(json.loads((tmp_path/'kc'/'selected.json').read_text())) and s['settings']['ratio'] == 0.1

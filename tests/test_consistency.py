@@ -2,7 +2,7 @@ import json
 import numpy as np, pandas as pd, pytest
 from scipy import stats
 from select_nb.methods.consistency import pair_agreement, rank_agreement, agreement_matrix, topk_overlap, _select_ids, filter_cost, plot_distributions, plot_agreement, plot_overlap, ladder_scores
-from select_nb.jobs.consistency import consistency_job
+from select_nb.jobs.consistency import ConsistencySettings, consistency_job
 
 def _long(n=60, seed=0):
     "Three synthetic models scoring the same n records: 'b' a noisy copy of 'a', 'c' unrelated."
@@ -57,7 +57,7 @@ def test_plots_take_tables():
     assert len(plot_agreement(ag).axes) == 2 and len(plot_overlap(topk_overlap(t)).axes) == 1
 
 def test_job_on_real_records(tmp_path):
-    s = consistency_job('alpaca,dolly', 'smollm2-135m,gemma3-270m', limit=10, out=tmp_path, n_boot=50, progress=False)
+    s = consistency_job(ConsistencySettings(data='alpaca,dolly', models='smollm2-135m,gemma3-270m', limit=10, out=tmp_path, n_boot=50), progress=False)
     names = {p.name for p in tmp_path.iterdir()}
     assert {'scores.parquet', 'agreement.csv', 'overlap.csv', 'cost.csv', 'summary.json', 'distributions.png',
             'spearman.png', 'kendall.png', 'overlap.png', 'cost.png'} <= names

@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np, pandas as pd, pytest
 from select_nb.data.load import load
 from select_nb.models.tiny import tiny_lm
-from select_nb.engine.score import score
+from select_nb.run.executors import score
 from select_nb.train.finetune import finetune, load_finetuned
 from select_nb.eval.judge import judge_pairs, verdicts, parse_scores, OpenAIJudge, answer_prompts
 import select_nb.eval.evaluate as ev
@@ -13,9 +13,9 @@ from select_nb.cli import main
 
 def test_training_lowers_the_loss_on_its_selection(tiny, tmp_path):
     recs = load('alpaca', limit=24)
-    before = score(recs, tiny, template='alpaca', max_length=400, cache=False, progress=False).nll_cond.mean()
+    before = score(recs, model=tiny, template='alpaca', max_length=400, cache=False, progress=False).nll_cond.mean()
     lm, info = finetune(tiny, recs, tmp_path/'m', epochs=3, lr=3e-2, max_length=400, progress=False)
-    after = score(recs, lm, template='alpaca', max_length=400, cache=False, progress=False).nll_cond.mean()
+    after = score(recs, model=lm, template='alpaca', max_length=400, cache=False, progress=False).nll_cond.mean()
     assert after < before - 0.05 and info['loss_last'] < info['loss_first']
 
 def test_trained_reference_loss_differs_from_the_base(tiny, tmp_path):
@@ -72,22 +72,23 @@ def test_equal_budgets_are_enforced(tiny, tmp_path):
     from select_nb.data.runs import write_records
     write_records(pool.iloc[:5], a); write_records(pool.iloc[5:12], b)
     with pytest.raises(ValueError, match='unequal budgets'):
-        ev.evaluate_job('alpaca', [str(a), str(b)], tmp_path/'run', base=tiny, limit=40, evals={'alpaca-eval-gpt4': 2}, progress=False)
+        ev.evaluate_job(ev.EvaluateSettings(pool='alpaca', selections=[str(a), str(b)], out=tmp_path/'run', base=tiny, limit=40, evals={'alpaca-eval-gpt4': 2}), progress=False)
     assert ev.budget_steps({'a': 5, 'b': 7, 'full': 40}, 'steps', epochs=2, batch_size=2) == {'a': 6, 'b': 6, 'full': 6}
 
 def test_evaluate_job_resumes_after_a_kill(tiny, tmp_path, monkeypatch):
-    kw = dict(base=tiny, limit=60, evals={'alpaca-eval-gpt4': 3, 'vicuna-80': 2}, judge=_Judge(), budget='steps', epochs=1,
-              max_length=400, max_new_tokens=4, scorer=tiny, progress=False)
+    settings = ev.EvaluateSettings(pool='alpaca', selections=['random:0.1', 'longest:0.1', 'full'], out=tmp_path/'run', base=tiny, limit=60,
+                                   evals={'alpaca-eval-gpt4': 3, 'vicuna-80': 2}, judge=_Judge(), budget='steps', epochs=1,
+                                   max_length=400, max_new_tokens=4, scorer=tiny)
     real, calls = ev.finetune, []
     def killed_on_second(*a, **k):
         calls.append(k['name'])
         if len(calls) == 2: raise KeyboardInterrupt
         return real(*a, **k)
     monkeypatch.setattr(ev, 'finetune', killed_on_second)
-    with pytest.raises(KeyboardInterrupt): ev.evaluate_job('alpaca', ['random:0.1', 'longest:0.1', 'full'], tmp_path/'run', **kw)
+    with pytest.raises(KeyboardInterrupt): ev.evaluate_job(settings, progress=False)
     first = tmp_path/'run'/'models'/'random_0.1'/'train.json'; stamp = first.stat().st_mtime_ns
     calls.clear(); monkeypatch.setattr(ev, 'finetune', lambda *a, **k: calls.append(k['name']) or real(*a, **k))
-    s = ev.evaluate_job('alpaca', ['random:0.1', 'longest:0.1', 'full'], tmp_path/'run', **kw)
+    s = ev.evaluate_job(settings, progress=False)
     assert calls == ['longest:0.1', 'full'] and first.stat().st_mtime_ns == stamp  # the finished model was not retrained
     res = pd.read_parquet(tmp_path/'run'/'results.parquet')
     assert set(res.selection[res.metric == 'reference_nll']) == {'base', 'random:0.1', 'longest:0.1', 'full'}

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from select_nb.methods.ifd import ifd_select
 from select_nb.select.facility import facility_location, similarity
-from select_nb.jobs.superfilter import superfilter_job
+from select_nb.jobs.superfilter import SuperfilterSettings, superfilter_job
 from select_nb.data.load import load
 
 def test_selection_rules():
@@ -12,9 +12,11 @@ def test_selection_rules():
     assert list(ifd_select(t, 1.0).id) == ['b', 'e', 'a', 'g']      # IFD >= 1 (incl. exactly 1) and NaN dropped
     assert len(ifd_select(t, 0.14)) == 0                            # rounds down
     assert len(ifd_select(t, 0.05, total=52002)) == 4               # authors' fixed count, capped
+    assert list(ifd_select(t, n=2).id) == ['b', 'e'] and len(ifd_select(t, n=6)) == 4   # a count, at most what qualifies
     assert len(ifd_select(t.iloc[:0], 0.5)) == 0
     assert list(ifd_select(t.rename(columns={'ifd_ppl': 'ifd_loss'}), 0.3, col='ifd_loss').id) == ['b', 'e']
     with pytest.raises(ValueError): ifd_select(t, -0.1)
+    with pytest.raises(ValueError, match='exactly one'): ifd_select(t, 0.5, n=2)
 
 def _plain_greedy(sim, k):
     best, picks = torch.zeros(sim.shape[0], dtype=sim.dtype), []
@@ -37,7 +39,7 @@ def test_facility_location_ties_and_edges():
     assert facility_location(S, 10) == [0, 1, 2, 3, 4]
 
 def test_superfilter_end_to_end_on_real_records(tmp_path):
-    res = superfilter_job('alpaca', tmp_path/'run', limit=50, ratio=0.1, progress=False)
+    res = superfilter_job(SuperfilterSettings(data='alpaca', out=tmp_path/'run', limit=50, ratio=0.1), progress=False)
     out = tmp_path/'run'
     assert {p.name for p in out.iterdir()} == {'scores.parquet', 'selected.json', 'summary.json', 'summary.png'}
     scores = pd.read_parquet(out/'scores.parquet')
@@ -48,7 +50,7 @@ def test_superfilter_end_to_end_on_real_records(tmp_path):
     assert [r['instruction'] for r in sel] == list(top.instruction)
 
 def test_superfilter_diversity(tmp_path):
-    res = superfilter_job('alpaca', tmp_path/'d', limit=50, ratio=0.4, diversity=6, progress=False)
+    res = superfilter_job(SuperfilterSettings(data='alpaca', out=tmp_path/'d', limit=50, ratio=0.4, diversity=6), progress=False)
     assert res['selected'] == 6
 
 def _run(args, cache, **kw):
@@ -85,8 +87,8 @@ def test_sparse_knn_facility_location_matches_dense_on_real_embeddings():
 
 def test_superfilter_d_with_a_knn_graph(tiny):
     from select_nb.methods.ifd import superfilter_d
-    from select_nb.engine.score import score
+    from select_nb.run.executors import score
     t = load('alpaca', limit=60)
-    s = score(t, tiny, cache=False, progress=False)
-    dense, sparse = superfilter_d(t, s, 40, 10), superfilter_d(t, s, 40, 10, knn=40)
-    assert list(dense.id) == list(sparse.id) and len(superfilter_d(t, s, 40, 10, knn=5)) == 10
+    s = score(t, model=tiny, cache=False, progress=False)
+    dense, sparse = superfilter_d(t, scores=s, ifd_num=40, fla_num=10), superfilter_d(t, scores=s, ifd_num=40, fla_num=10, knn=40)
+    assert list(dense.id) == list(sparse.id) and len(superfilter_d(t, scores=s, ifd_num=40, fla_num=10, knn=5)) == 10

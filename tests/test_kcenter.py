@@ -6,8 +6,9 @@ import numpy as np, pandas as pd, pytest, torch
 from select_nb.data.load import load
 from select_nb.models.tiny import tiny_lm
 from select_nb.select.kcenter import kcenter_greedy, kcenter_matrix, coverage_curve
-from select_nb.methods.diverse_evol import lora_train, diverse_evol, usable
-from select_nb.jobs.kcenter import kcenter_job
+from select_nb.core.records import usable
+from select_nb.methods.diverse_evol import lora_train, diverse_evol
+from select_nb.jobs.kcenter import KcenterSettings, kcenter_job
 
 def brute(x, k, pool=(), start=None):
     "k-center from the definition, float64, every distance recomputed each step."
@@ -76,7 +77,7 @@ def test_diverse_evol_loop(alpaca):
     with pytest.raises(ValueError, match='usable'): diverse_evol(alpaca, tiny_lm(), tr, init=60, k=10, rounds=1)
 
 def test_kcenter_job_writes_run_folder(tmp_path):
-    res = kcenter_job('alpaca', tmp_path/'run', k=8, limit=40, progress=False)
+    res = kcenter_job(KcenterSettings(data='alpaca', out=tmp_path/'run', n=8, limit=40), progress=False)
     out = tmp_path/'run'
     for f in ['scores.parquet', 'selected.json', 'summary.json', 'coverage.png', 'projection.png']: assert (out/f).exists()
     sel = json.loads((out/'selected.json').read_text())

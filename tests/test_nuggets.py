@@ -3,7 +3,7 @@ import json, os
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import numpy as np, pandas as pd, pytest, torch
 import select_nb.methods.nuggets as N
-from select_nb.jobs.nuggets import nuggets_job
+from select_nb.jobs.nuggets import NuggetsSettings, nuggets_job
 from select_nb.data.load import load
 from select_nb.data.formats import to_table
 from select_nb.data.load import load
@@ -103,12 +103,12 @@ def test_job(tmp_path):
     src.write_text(''.join(json.dumps({'instruction': f'Q{i}: ' + 'tell me ' * (i % 4), 'input': '', 'output': 'yes ' * (1 + 3 * i % 11)}) + '\n'
                            for i in range(14)))
     out = tmp_path/'out'
-    s = nuggets_job(src, 'random:4', tiny_lm(), threshold=0.5, out=out, cache=tmp_path/'cache', progress=False, authors=True)
+    s = nuggets_job(NuggetsSettings(data=src, anchors='random:4', model=tiny_lm(), threshold=0.5, out=out, cache=tmp_path/'cache', authors=True), progress=False)
     assert (s['records'], s['n_anchors'], s['scored'], s['anchor_max_tokens'], s['anchor_bos']) == (14, 4, 10, 200, False)
     assert {p.name for p in out.iterdir()} == {'anchors.json', 'by_threshold', 'golden_scores.png', 'scores.parquet', 'selected.jsonl', 'summary.json'}
     assert len((out/'by_threshold'/'selected_above_0.5.jsonl').read_text().splitlines()) == s['above']['> 0.5']
     assert len((out/'selected.jsonl').read_text().splitlines()) == s['selected']
-    again = nuggets_job(src, 'random:4', tiny_lm(), threshold=0.5, out=tmp_path/'out2', cache=tmp_path/'cache', progress=False, authors=True)
+    again = nuggets_job(NuggetsSettings(data=src, anchors='random:4', model=tiny_lm(), threshold=0.5, out=tmp_path/'out2', cache=tmp_path/'cache', authors=True), progress=False)
     assert again['above'] == s['above']
 
 def test_smollm2_cached_prefix_equals_concatenation():
@@ -124,7 +124,7 @@ def test_job_candidate_sample(tmp_path):
     src = tmp_path/'pool.jsonl'
     src.write_text(''.join(json.dumps({'instruction': f'Q{i}: ' + 'tell me ' * (i % 4), 'input': '', 'output': 'yes ' * (1 + 3 * i % 11)}) + '\n'
                            for i in range(20)))
-    runs = {spec: nuggets_job(src, spec, tiny_lm(), out=tmp_path/spec.replace(':', '_'), candidates=6, cache=False, progress=False)
+    runs = {spec: nuggets_job(NuggetsSettings(data=src, anchors=spec, model=tiny_lm(), out=tmp_path/spec.replace(':', '_'), candidates=6, cache=False), progress=False)
             for spec in ('random:4', 'random:9')}
     ids = {spec: set(pd.read_parquet(tmp_path/spec.replace(':', '_')/'scores.parquet').id) for spec in runs}
     assert ids['random:4'] == ids['random:9'] and len(ids['random:4']) == 6

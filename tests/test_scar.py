@@ -10,7 +10,7 @@ from select_nb.methods.scar.data import origin_table, rewrite, chat_generate
 from select_nb.methods.scar.quality import build_triples, triple_pairs, quality_judge, mtld, ttr, style_metrics, digit_ids
 from select_nb.methods.scar.ranker import ScarConfig, ScarRanker, scar_loss
 from select_nb.methods.scar.train import triple_scores, pairwise_accuracy, split_triples, run_triples, train_ranker, save_ranker, load_ranker, select_mask
-from select_nb.jobs.scar import scar_rank_job
+from select_nb.jobs.scar import ScarRankSettings, ScarTrainSettings, scar_rank_job
 
 
 @pytest.fixture(scope='module')
@@ -92,15 +92,17 @@ def test_training_learns_toy_order_and_keeps_best(tok, tasks):
 
 def test_select_mask():
     s = [0.1, 0.9, np.nan, 0.5]
-    assert select_mask(s, ratio=0.67).tolist() == [False, True, False, True]
-    assert select_mask(s, top_k=1).tolist() == [False, True, False, False]
+    assert select_mask(s, ratio=0.67).tolist() == [False, True, False, True]   # int(4 * 0.67) = 2 of the 4 input records
+    assert select_mask(s, ratio=1.0).tolist() == [True, True, False, True]     # 4 asked, 3 scored: at most those
+    assert select_mask(s, n=1).tolist() == [False, True, False, False]
     assert select_mask(s, threshold=0.3).tolist() == [False, True, False, True]
-    with pytest.raises(ValueError): select_mask(s)
+    with pytest.raises(ValueError, match='ratio, n or threshold'): select_mask(s)
+    with pytest.raises(ValueError, match='exactly one'): select_mask(s, ratio=0.5, n=1)
 
 
 def test_rank_job_writes_output_folder(tok, tmp_path):
     rk = _ranker(tok)
-    summ = scar_rank_job('self-instruct-text-davinci-002', rk, top_k=5, limit=20, out=tmp_path, progress=False)
+    summ = scar_rank_job(ScarRankSettings(data='self-instruct-text-davinci-002', ranker=rk, n=5, limit=20, out=tmp_path), progress=False)
     assert summ['n_selected'] == 5
     sc = pd.read_parquet(tmp_path/'scores.parquet')
     assert len(sc) == 20 and sc.selected.sum() == 5
@@ -111,7 +113,7 @@ def test_rank_job_writes_output_folder(tok, tmp_path):
 def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
     "A ranker with perplexity features needs them, reads the engine's numbers, trains frozen, and saves / loads."
     from select_nb.methods.scar.train import add_ppl, ppl_features
-    from select_nb.engine.score import score
+    from select_nb.run.executors import score
     from select_nb.core.records import record_id
     torch.manual_seed(0)
     enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -121,7 +123,7 @@ def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
     tr = add_ppl(build_triples(tasks.iloc[:6], n_referenced=0, quality=None))
     rows = tr.assign(response=tr.direct, error=None)
     rows['id'] = [record_id(i, x, r) for i, x, r in zip(rows.instruction, rows.input, rows.response)]
-    ref = score(rows, 'smollm2-135m', progress=False)
+    ref = score(rows, model='smollm2-135m', progress=False)
     np.testing.assert_allclose(tr.lpc_direct, np.log(ref.ppl_cond), rtol=1e-6)
     np.testing.assert_allclose(ppl_features(rows)[:, 1], np.log(ref.ppl_uncond), rtol=1e-6)
     before = {k: v.clone() for k, v in rk.encoder.state_dict().items()}
@@ -136,8 +138,8 @@ def test_perplexity_features_and_frozen_training(tok, tasks, tmp_path):
 def test_train_job_end_to_end(tmp_path):
     "`scar train` on 20 real tasks (no rewrites, no judge, one epoch): the ranker folder, the summary and its held-out parts."
     from select_nb.jobs.scar import scar_train_job
-    s = scar_train_job(tmp_path, 'self-instruct', n_referenced=0, epochs=1, limit=20, auc_n=0, progress=False,
-                       heldout=('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001'))
+    s = scar_train_job(ScarTrainSettings(out=tmp_path, recipe='self-instruct', n_referenced=0, epochs=1, limit=20, auc_n=0,
+                                         heldout=('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001')), progress=False)
     assert (s['n_tasks'], s['split'], s['config']['ppl_model']) == (20, {'train': 16, 'val': 2, 'test': 2}, 'smollm2-135m')
     assert set(s['heldout']) == {f'{src}:{p}' for src in ('self-instruct-text-davinci-002', 'self-instruct-text-davinci-001')
                                  for p in ('test', 'unseen', 'all')}

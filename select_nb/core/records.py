@@ -8,7 +8,7 @@ import hashlib, json
 
 # %% auto #0
 __all__ = ['TEXT_FIELDS', 'COLUMNS', 'ALPACA_SYSTEM', 'ALPACA_SYSTEM_INPUT', 'VICUNA_SYSTEM', 'TEMPLATES', 'record_id',
-           'render_prompt']
+           'render_prompt', 'usable']
 
 # %% ../../nbs/core/00_records.ipynb #549abee6
 TEXT_FIELDS = ('instruction', 'input', 'response')
@@ -57,3 +57,10 @@ def render_prompt(instruction:str, # the instruction
         raise ValueError("template='chat' needs a tokenizer that has a chat template")
     msgs = [{'role': 'user', 'content': _user_text(instruction, input)}]
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+# %% ../../nbs/core/00_records.ipynb #ea2d1b06
+def usable(table, # records from `load` (a table without an `error` column counts every record as unflagged)
+          ):
+    "A boolean array: True for the records a selection may keep (no loader error and a response with text)."
+    unflagged = table['error'].isna() if 'error' in table else True
+    return (unflagged & table.response.fillna('').str.strip().astype(bool)).to_numpy()

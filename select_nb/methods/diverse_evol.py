@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import numpy as np, pandas as pd
 from tqdm.auto import tqdm
+from ..core.records import usable
 from ..engine.embed import embed_lm
 from ..models.lm import LM
 from ..select.kcenter import kcenter_greedy
@@ -14,7 +15,7 @@ from ..train.finetune import finetune
 from ..train.reference import reference_nll
 
 # %% auto #0
-__all__ = ['lora_train', 'usable', 'diverse_evol']
+__all__ = ['lora_train', 'diverse_evol']
 
 # %% ../../nbs/methods/08h_diverse_evol.ipynb #3b32d005
 def lora_train(base:str|LM='smollm2-135m', # the starting model (name or `LM`), copied, never changed
@@ -30,12 +31,6 @@ def lora_train(base:str|LM='smollm2-135m', # the starting model (name or `LM`), 
     lm, info = finetune(base, records, None, lora=True, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, r=r, alpha=alpha,
                         template=template, max_length=max_length, seed=seed + round, dtype=dtype, device=device, name=f"lora{round}", progress=False)
     return lm, {'train_steps': info['steps'], 'train_loss_first': info['loss_first'], 'train_loss_last': info['loss_last']}
-
-# %% ../../nbs/methods/08h_diverse_evol.ipynb #1f4058e7
-def usable(table:pd.DataFrame)->np.ndarray:
-    "True for records that can be selected: no loader error and a non-empty response."
-    err = table['error'] if 'error' in table else pd.Series([None] * len(table), index=table.index)
-    return (err.isna() & table.response.str.strip().astype(bool)).values
 
 # %% ../../nbs/methods/08h_diverse_evol.ipynb #21254501
 def diverse_evol(table:pd.DataFrame, # records from `load`
