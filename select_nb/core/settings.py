@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from .conventions import convention
 
 # %% auto #0
-__all__ = ['field_docs', 'jsonable', 'Settings', 'ScoreSettings']
+__all__ = ['field_docs', 'jsonable', 'Settings', 'ScoreSettings', 'DataSettings']
 
 # %% ../../nbs/core/00c_settings.ipynb #3e0ed5e3
 def _source(cls)->str:
@@ -79,3 +79,11 @@ class ScoreSettings(Settings):
         if not self.authors: return self.replace(max_length=self.max_length or 1024)
         c = convention(self.authors)
         return self.replace(max_length=self.max_length or c.max_length, dtype=self.dtype or 'fp32')
+
+# %% ../../nbs/core/00c_settings.ipynb #72f4556c
+@dataclass(kw_only=True)
+class DataSettings(Settings):
+    "The records a job reads and the folder it writes."
+    data: object # dataset name (see `select-nb list`), a .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, a table or a `Source`
+    out: str # output folder
+    limit: int|None = None # use the first N records

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 from ..core.records import usable
-from ..core.settings import ScoreSettings
+from ..core.settings import DataSettings, ScoreSettings
 from ..data.load import load
 from ..data.runs import save_run
 from ..methods.perplexity import perplexity, select_perplexity
@@ -20,12 +20,9 @@ __all__ = ['BaselineSettings', 'baseline_job']
 
 # %% ../../nbs/jobs/10e_baseline.ipynb #b44760c6
 @dataclass(kw_only=True)
-class BaselineSettings(CountSettings, ScoreSettings):
+class BaselineSettings(DataSettings, CountSettings, ScoreSettings):
     "A baseline selection: random, the longest responses, or the lowest perplexity under `model`."
-    data: object # dataset name (see `select-nb list`), a .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, a table or a `Source`
-    out: str # output folder
     by: Literal['random', 'longest', 'perplexity'] # how to select: a seeded random sample, the longest responses (characters), or by perplexity
-    limit: int|None = None # use the first N records
     seed: int = 0 # seed of the random baseline
     highest: bool = False # perplexity: keep the highest instead of the lowest
 

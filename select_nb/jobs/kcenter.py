@@ -15,17 +15,15 @@ from ..data.runs import save_run
 from ..engine.embed import embed as embed_table
 from ..select.count import CountSettings
 from ..select.kcenter import coverage_curve, kcenter_greedy, plot_coverage, plot_projection
+from ..core.settings import DataSettings
 
 # %% auto #0
 __all__ = ['KcenterSettings', 'kcenter_job']
 
 # %% ../../nbs/jobs/10d_kcenter.ipynb #82c9a4fa
 @dataclass(kw_only=True)
-class KcenterSettings(CountSettings):
+class KcenterSettings(DataSettings, CountSettings):
     "k-center greedy: the embedding, how many records to pick (default 1000), and the seeded start."
-    data: object # dataset name (see `select-nb list`), a .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, a table or a `Source`
-    out: str # output folder
-    limit: int|None = None # use the first N records
     embed: str = 'minilm' # 'minilm' (sentence embeddings) or a causal LM name / path (mean-pooled hidden states)
     seed: int = 0 # seed of the random start
     template: str = 'alpaca' # prompt template for LM embeddings

@@ -13,17 +13,15 @@ from ..data.load import load
 from ..data.runs import save_run, selection_path, write_records
 from ..methods.nuggets import THRESHOLDS, golden_figure, golden_scores, pick_anchors, select_above, threshold_table
 from ..select.count import CountSettings
+from ..core.settings import DataSettings
 
 # %% auto #0
 __all__ = ['NuggetsSettings', 'nuggets_job']
 
 # %% ../../nbs/jobs/10b_nuggets.ipynb #12611348
 @dataclass(kw_only=True)
-class NuggetsSettings(CountSettings):
+class NuggetsSettings(DataSettings, CountSettings):
     "Nuggets: the anchors, the scoring model, and what to keep (golden scores above a threshold by default, or the top by golden score)."
-    data: object # dataset name (see `select-nb list`), a .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, a table or a `Source`
-    out: str # output folder
-    limit: int|None = None # use the first N records
     anchors: str = 'kmeans:100' # kmeans:N, random:N, or a file / dataset name (e.g. alpaca-gpt4-kmeans100)
     model: object = 'smollm2-135m' # the scoring model: registry name, hub id or local folder (or a loaded `LM`)
     threshold: float|None = None # keep golden scores strictly above this (with ratio or n: both must hold)

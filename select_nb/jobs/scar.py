@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 import numpy as np, pandas as pd
 from ..core.records import usable
-from ..core.settings import Settings
+from ..core.settings import DataSettings, Settings
 from ..data.load import load
 from ..data.runs import save_run
 from ..methods.scar.data import GENERATOR, REAL_DIRECT, SCAR_SOURCES, direct, heldout_dolly, human_pool, origin_table, paper_triples, rewrite
@@ -188,11 +188,8 @@ DEFAULT_RANKER = files('select_nb')/'scar_default'   # the packaged ranker: head
 
 # %% ../../nbs/jobs/10c_scar.ipynb #00c87be6
 @dataclass(kw_only=True)
-class ScarRankSettings(CountSettings):
+class ScarRankSettings(DataSettings, CountSettings):
     "`scar rank`: the ranker, the records, and what to keep (a count, a threshold, or both)."
-    data: object # dataset name (see `select-nb list`), a .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, a table or a `Source`
-    out: str # output folder
-    limit: int|None = None # use the first N records
     ranker: object = None # a trained ranker folder (OUT/ranker of `scar train`) or a `ScarRanker` (default: the packaged ranker)
     threshold: float|None = None # keep records scoring at least this (with ratio or n: both must hold)
     batch_size: int = 32 # records per batch

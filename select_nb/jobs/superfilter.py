@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 import matplotlib.pyplot as plt
 from ..core.conventions import AUTHORS
-from ..core.settings import ScoreSettings
+from ..core.settings import DataSettings, ScoreSettings
 from ..data.load import load
 from ..data.runs import save_run
 from ..methods.ifd import ifd_select, plot_ifd_summary, superfilter_d
@@ -23,11 +23,8 @@ __all__ = ['SuperfilterSettings', 'superfilter_job']
 
 # %% ../../nbs/jobs/10_superfilter.ipynb #f1f4ec02
 @dataclass(kw_only=True)
-class SuperfilterSettings(CountSettings, ScoreSettings):
+class SuperfilterSettings(DataSettings, CountSettings, ScoreSettings):
     "Superfiltering: how records are scored, how many are kept (default: 5% of the input), and the optional diversity step."
-    data: object # dataset name (see `select-nb list`), a .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, a table or a `Source`
-    out: str # output folder
-    limit: int|None = None # use the first N records
     col: Literal['ifd_ppl', 'ifd_loss']|None = None # IFD definition (default ifd_ppl; with --authors, the one the authors rank by)
     total: int|None = None # the record count the ratio applies to (default: the input's; 52002 reproduces the authors' count)
     diversity: int|None = None # Superfiltering.D (FLA_NUM): keep this many of the top-IFD pool by facility location
