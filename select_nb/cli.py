@@ -184,10 +184,13 @@ def cmd_scar_rank(a):
     print(f"SCAR kept {res['n_selected']} of {res['n_records']} records; outputs in {a.out}/")
 
 def cmd_evaluate(a):
-    "Fine-tune on each selection and measure the models: reference-answer loss and pairwise judging."
+    "Fine-tune on each selection (once per seed) and measure the models: reference-answer loss, IFEval, pairwise judging."
     res = evaluate_job(settings_of(EvaluateSettings, a))
-    res_df = pd.DataFrame(res['results'])
-    print(res_df.drop(columns=[c for c in ('n', 'compared_to') if c in res_df]).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    t = pd.DataFrame(res['headline'])
+    cols = ['selection', 'eval_set', 'metric', 'value', 'ci_low', 'ci_high', 'diff', 'diff_low', 'diff_high', 'seeds', 'response_tokens', 'answer_tokens']
+    print(t[[c for c in cols if c in t]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    if left := len(res['results']) - len(t): print(f"{left} pairwise row(s) left out: judge not validated (they are in results.parquet)")
+    if res['ifeval']: print(f"IFEval answers that reached the {a.max_new_tokens}-token budget: {res['ifeval']['at_budget']} (of {res['ifeval']['answers']})")
     print(f"outputs in {a.out}/ (results.parquet, summary.json, figures) after {res['seconds']:.0f}s")
 
 # %% ../nbs/11_cli.ipynb #8c3736b4
@@ -219,7 +222,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--kinds', nargs='*', default=['referenced', 'direct'], choices=['referenced', 'direct'], help="the answers to generate for each source")
     p.add_argument('--n', type=int, help="the first N records of each source (default: all)")
     _command(sub, 'baseline', "baseline selection: random, longest response, or lowest perplexity", cmd_baseline, BaselineSettings)
-    _command(sub, 'evaluate', "fine-tune on each selection and measure the models (reference loss, pairwise judging)", cmd_evaluate,
+    _command(sub, 'evaluate', "fine-tune on each selection and measure the models (reference loss, IFEval, pairwise judging)", cmd_evaluate,
              EvaluateSettings, aliases={'evals': ['--eval']})
     _command(sub, 'list', "named datasets, models and ladders", cmd_list, data=False)
     return ap

@@ -199,3 +199,25 @@ def test_kcenter_takes_a_ratio(tmp_path):
     main(['kcenter', '--data', 'alpaca', '--limit', '40', '--ratio', '0.1', '--out', str(tmp_path/'kc')])
     s = json.loads((tmp_path/'kc'/'summary.json').read_text())
     assert s['selected'] == 4 == len(json.loads((tmp_path/'kc'/'selected.json').read_text())) and s['settings']['ratio'] == 0.1
+
+
+# --- issue 23: evaluate's seeds, token budget and IFEval on the command line -------------------------------------------
+
+def test_evaluate_help_lists_the_new_settings():
+    r = subprocess.run([str(Path(sys.executable).parent/'select-nb'), 'evaluate', '--help'], capture_output=True, text=True)
+    assert r.returncode == 0
+    text = ' '.join(r.stdout.split())
+    for want in ('--seeds SEEDS', '--budget-tokens BUDGET_TOKENS', '{records,steps,tokens}', 'train every selection this many times',
+                 "'ifeval': None", '--max-new-tokens'):
+        assert want in text, want
+
+def test_cli_evaluate_with_seeds_token_budget_and_ifeval(tiny_dir, tmp_path, capsys):
+    main(['evaluate', '--pool', 'alpaca', '--limit', '40', '--selections', 'random:0.1,longest:0.1', '--base', tiny_dir, '--eval', 'alpaca-eval-gpt4:2,ifeval:2',
+          '--budget', 'tokens', '--seeds', '2', '--epochs', '1', '--max-length', '400', '--max-new-tokens', '4', '--dtype', 'fp32', '--out', str(tmp_path/'run')])
+    out = capsys.readouterr().out
+    assert 'ifeval_prompt_strict' in out and 'reached the 4-token budget' in out and 'response_tokens' in out
+    res = pd.read_parquet(tmp_path/'run'/'results.parquet')
+    assert len(res) == 3 * 5 and res.groupby('selection').seeds.max().to_dict() == {'base': 1, 'longest:0.1': 2, 'random:0.1': 2}
+    assert sorted(p.name for p in (tmp_path/'run'/'models').iterdir()) == ['longest_0.1.seed0', 'longest_0.1.seed1', 'random_0.1.seed0', 'random_0.1.seed1']
+    summary = json.loads((tmp_path/'run'/'summary.json').read_text())
+    assert summary['settings']['budget'] == 'tokens' and summary['settings']['seeds'] == 2 and summary['settings']['evals'] == {'alpaca-eval-gpt4': 2, 'ifeval': 2}

@@ -43,6 +43,7 @@ DATASETS = {
     'mt-bench-80': {'path': 'eval/mt_bench_80.jsonl', 'fields': {'instruction': 'turns.0'}, 'prompt_only': True},
     'mt-bench-reference-gpt4': {'path': 'eval/mt_bench_reference_gpt4.jsonl', 'prompt_only': True,
                                 'fields': {'instruction': 'question_id', 'response': 'choices.0.turns.0'}},
+    'ifeval': {'path': 'eval/ifeval/input_data.jsonl', 'fields': {'instruction': 'prompt'}, 'prompt_only': True},
 }
 DATASETS = {k.replace('_', '-'): v for k, v in DATASETS.items()}
 

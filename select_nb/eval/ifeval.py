@@ -4,22 +4,26 @@
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #73066958
 from __future__ import annotations
-import json
+import json, random
 from pathlib import Path
 import numpy as np, pandas as pd
 import langdetect, nltk, punkt
 from nltk.tabdata import TabEncoder
+from tqdm.auto import tqdm
 from if_verifiable import IFEvalSample, evaluate_output_for_sample
 from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 from if_verifiable.ifeval.instructions_util import count_sentences
 from ..core.env import DATA_ENV, cache_dir, data_dir, file_name
+from ..core.records import render_prompt
 from ..data.formats import DataError, plain, read_rows
-from ..store.store import write_atomic
+from .intervals import pair_seeds, seed_bootstrap
+from ..models.lm import LM, greedy_ids
+from ..store.store import append_records, read_records, write_atomic
 
 # %% auto #0
 __all__ = ['IFEVAL_METRICS', 'punkt_data', 'punkt_agreement', 'ifeval_prompts', 'ifeval_samples', 'score_ifeval',
-           'ifeval_metrics', 'ifeval_bootstrap', 'ifeval_paired', 'ifeval_groups', 'answers_path', 'save_answers',
-           'read_answers']
+           'ifeval_metrics', 'ifeval_bootstrap', 'ifeval_paired', 'ifeval_groups', 'ifeval_answers', 'answers_path',
+           'save_answers', 'read_answers']
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #2f99865e
 def _punkt_tables():
@@ -88,13 +92,15 @@ def score_ifeval(answers:pd.DataFrame, # rows with key, prompt, response
     "Per answered prompt: its instructions, strict and loose pass per instruction, and whether the prompt passes strict / loose."
     punkt_data(); langdetect.DetectorFactory.seed = 0
     samples = ifeval_samples(ifeval_prompts() if prompts is None else prompts)
-    _check_answers(answers, samples); rows = []
+    _check_answers(answers, samples); rows, state = [], random.getstate()
     for r in answers.itertuples():
         s = samples[int(r.key)]
+        random.seed(s.key)  # a checker given no letter draws one at random (key 1129's "!"): the same draw for every answer to a prompt
         res, _ = evaluate_output_for_sample('ifeval', s, r.response)
         strict, loose = ([x.strict_pass for x in res], [x.loose_pass for x in res]) if res else ([False] * len(s.instruction_id_list),) * 2
         rows.append({'key': s.key, 'instruction_id_list': s.instruction_id_list, 'strict': strict, 'loose': loose,
                      'prompt_strict': all(strict), 'prompt_loose': all(loose)})
+    random.setstate(state)
     return pd.DataFrame(rows, columns=['key', 'instruction_id_list', 'strict', 'loose', 'prompt_strict', 'prompt_loose'])
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #0162ef51
@@ -106,40 +112,44 @@ def _counts(scored):
     if not c: raise ValueError("no scored prompts")
     return np.array(c, float)
 
-def _metrics(c, idx):
-    "The four metrics (last axis) for each row of prompt indices `idx`."
-    t = c[idx].sum(-2)
-    return np.stack([t[..., 0] / idx.shape[-1], t[..., 1] / idx.shape[-1], t[..., 2] / t[..., 4], t[..., 3] / t[..., 4]], -1)
+def _rates(t, m):
+    "The four metrics (last axis) from the five counts of `_counts` summed over `m` prompts (first axes: any)."
+    return np.stack([t[..., 0] / m, t[..., 1] / m, t[..., 2] / t[..., 4], t[..., 3] / t[..., 4]], -1)
 
 def ifeval_metrics(scored:pd.DataFrame, # rows of `score_ifeval`
                   )->dict:
     "The four official IFEval metrics: prompt-level and instruction-level accuracy, strict and loose."
     c = _counts(scored)
-    return dict(zip(IFEVAL_METRICS, _metrics(c, np.arange(len(c))).tolist()))
+    return dict(zip(IFEVAL_METRICS, _rates(c.sum(0), len(c)).tolist()))
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #c37e1f7b
-def _boot(f, n, n_boot, seed, level):
-    "Point value and percentile interval of `f(idx)` (four metrics) over `n_boot` resamples of `n` prompts."
-    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
-    lo, hi = np.quantile(f(idx), [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return pd.DataFrame({'metric': IFEVAL_METRICS, 'value': f(np.arange(n)), 'ci_low': lo, 'ci_high': hi, 'n': n})
+def _stacked(scored, keys=None):
+    "The counts (seeds x prompts x 5) of one scored table or a list of them (one per seed), prompts in the order of `keys`."
+    runs = [scored] if isinstance(scored, pd.DataFrame) else list(scored)
+    keys = list(runs[0].key) if keys is None else list(keys)
+    for r in runs:
+        if set(r.key) != set(keys) or len(r) != len(keys):
+            raise ValueError(f"the answer sets cover different prompts ({len(set(r.key) ^ set(keys))} keys differ)")
+    return np.stack([_counts(r.set_index('key').loc[keys].reset_index()) for r in runs]), keys
 
-def ifeval_bootstrap(scored:pd.DataFrame, # rows of `score_ifeval`
+def _table(value, lo, hi, c):
+    return pd.DataFrame({'metric': IFEVAL_METRICS, 'value': value, 'ci_low': lo, 'ci_high': hi, 'n': c.shape[1], 'seeds': c.shape[0]})
+
+def ifeval_bootstrap(scored, # rows of `score_ifeval`; or a list of them, one per training seed, on the same prompts
                      n_boot:int=2000, seed:int=0, level:float=0.95, # resamples, their seed, the interval's coverage
                     )->pd.DataFrame:
-    "The four metrics with percentile bootstrap intervals over prompts (instruction-level ones recomputed on each resample)."
-    c = _counts(scored)
-    return _boot(lambda idx: _metrics(c, idx), len(c), n_boot, seed, level)
+    "The four metrics, pooled over seeds, with percentile bootstrap intervals over seeds and prompts (ratios recomputed on each resample)."
+    c, _ = _stacked(scored)
+    return _table(*seed_bootstrap(c, _rates, n_boot, seed, level)[:3], c)
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #9619fd6f
-def ifeval_paired(a:pd.DataFrame, b:pd.DataFrame, # rows of `score_ifeval` for two answer sets on the same prompts
+def ifeval_paired(a, b, # rows of `score_ifeval` (or one table per seed) for two answer sets on the same prompts
                   n_boot:int=2000, seed:int=0, level:float=0.95, # resamples, their seed, the interval's coverage
                  )->pd.DataFrame:
-    "Each metric of `a` minus that of `b`, with a paired bootstrap interval (the same prompts drawn for both)."
-    if set(a.key) != set(b.key) or len(a) != len(b):
-        raise ValueError(f"the two answer sets cover different prompts ({len(set(a.key) ^ set(b.key))} keys differ)")
-    ca, cb = _counts(a), _counts(b.set_index('key').loc[a.key].reset_index())
-    return _boot(lambda idx: _metrics(ca, idx) - _metrics(cb, idx), len(ca), n_boot, seed, level)
+    "Each metric of `a` minus that of `b`, with a paired bootstrap interval (the same seeds and prompts drawn for both)."
+    ca, keys = _stacked(a); ca, cb = pair_seeds(ca, _stacked(b, keys)[0])
+    diff = lambda t, m: _rates(t[..., :5], m) - _rates(t[..., 5:], m)
+    return _table(*seed_bootstrap(np.concatenate([ca, cb], -1), diff, n_boot, seed, level)[:3], ca)
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #0b05f87f
 def ifeval_groups(scored:pd.DataFrame, # rows of `score_ifeval`
@@ -151,6 +161,33 @@ def ifeval_groups(scored:pd.DataFrame, # rows of `score_ifeval`
     t = t.assign(id=t.instruction_id_list, group=t.instruction_id_list.str.split(':').str[0],
                  strict=t.strict.astype(float), loose=t.loose.astype(float))
     return t.groupby(by).agg(n=('strict', 'size'), strict=('strict', 'mean'), loose=('loose', 'mean')).reset_index()
+
+# %% ../../nbs/eval/09b_ifeval.ipynb #2b8382bb
+def _stopped(lm, ids, budget):
+    "Whether generation ran to the budget instead of ending at one of the model's end-of-sequence tokens."
+    eos = lm.model.generation_config.eos_token_id
+    return len(ids) >= budget and ids[-1] not in ([] if eos is None else [eos] if isinstance(eos, int) else eos)
+
+def ifeval_answers(lm:LM, # the model that answers
+                   prompts:pd.DataFrame, # rows of `ifeval_prompts`
+                   template:str='alpaca', # the prompt template the model was trained with
+                   max_new_tokens:int=256, batch_size:int=16, # the answer budget; prompts per generation batch
+                   out:str|Path|None=None, # JSON Lines file: finished batches are appended, a rerun skips them
+                   progress:bool=True,
+                  )->pd.DataFrame:
+    "Greedy answers in prompt order: key, prompt, response, tokens generated and whether they reached `max_new_tokens` (at_budget)."
+    done = {r['key']: r for r in read_records(out)}
+    todo = prompts[~prompts.key.isin(done)]
+    text = [render_prompt(p, '', template, lm.tokenizer) for p in todo.prompt]
+    order = np.argsort([-len(t) for t in text], kind='stable')
+    with tqdm(total=len(todo), desc=f"IFEval answers from {lm.name}", unit='prompt', disable=not progress or not len(todo)) as bar:
+        for s in range(0, len(order), batch_size):
+            b = order[s:s + batch_size]
+            rows = [{'key': int(todo.key.iloc[i]), 'prompt': todo.prompt.iloc[i], 'response': lm.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                     'tokens': len(ids), 'at_budget': bool(_stopped(lm, ids, max_new_tokens))}
+                    for i, ids in zip(b, greedy_ids(lm, [text[i] for i in b], max_new_tokens))]
+            append_records(out, rows); done.update({r['key']: r for r in rows}); bar.update(len(b))
+    return pd.DataFrame([done[k] for k in prompts.key], columns=['key', 'prompt', 'response', 'tokens', 'at_budget'])
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #5e7e69f6
 def answers_path(folder:str|Path, # the run folder

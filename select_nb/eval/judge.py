@@ -6,16 +6,17 @@
 from __future__ import annotations
 import json, re
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 from ..core.records import render_prompt
 from ..models.lm import LM, greedy, load_lm
 from ..store.store import append_records, read_records
 
 # %% auto #0
-__all__ = ['JUDGE_SYSTEM', 'JUDGE_PROMPT', 'answer_prompts', 'parse_scores', 'LocalJudge', 'OpenAIJudge', 'judge_pairs',
-           'verdicts', 'win_tie_loss', 'plot_win_tie_loss']
+__all__ = ['JUDGE_SYSTEM', 'JUDGE_PROMPT', 'SCORES', 'answer_prompts', 'parse_scores', 'LocalJudge', 'OpenAIJudge', 'judge_pairs',
+           'verdicts', 'score_probs', 'expected_scores', 'ProbJudge', 'win_tie_loss', 'plot_win_tie_loss']
 
 # %% ../../nbs/eval/09_judge.ipynb #5decbf09
 def answer_prompts(lm:LM, # the model that answers
@@ -70,15 +71,18 @@ def parse_scores(text:str)->tuple|None:
     return s if all(0 <= v <= 10 for v in s) else None
 
 # %% ../../nbs/eval/09_judge.ipynb #aa7b86e3
+def _chats(tokenizer, messages:list)->list:
+    "Each (system, user) message rendered with the judge's chat template, ready for its answer."
+    return [tokenizer.apply_chat_template([{'role': 'system', 'content': s}, {'role': 'user', 'content': u}], tokenize=False, add_generation_prompt=True)
+            for s, u in messages]
+
 class LocalJudge:
     "A local chat model as the judge: greedy, batched, its own chat template."
     def __init__(self, model:str|LM='qwen2.5-coder-1.5b', max_new_tokens:int=16, batch_size:int=8, dtype=None, device=None):
         self.lm, self.max_new_tokens, self.batch_size = load_lm(model, device, dtype), max_new_tokens, batch_size
         self.name = self.lm.name
     def __call__(self, messages:list)->list:
-        tok = self.lm.tokenizer
-        chats = [tok.apply_chat_template([{'role': 'system', 'content': s}, {'role': 'user', 'content': u}], tokenize=False, add_generation_prompt=True)
-                 for s, u in messages]
+        chats = _chats(self.lm.tokenizer, messages)
         return [t for i in range(0, len(chats), self.batch_size) for t in greedy(self.lm, chats[i:i + self.batch_size], self.max_new_tokens, special_tokens=False)]
 
 # %% ../../nbs/eval/09_judge.ipynb #6836f487
@@ -101,11 +105,11 @@ class OpenAIJudge:
 # %% ../../nbs/eval/09_judge.ipynb #63d46e4e
 def judge_pairs(prompts:pd.DataFrame, # test prompts (id, instruction)
                 a:pd.DataFrame, b:pd.DataFrame, # answers of models A and B (id, answer), from `generate`
-                judge, # messages -> texts (`LocalJudge`, `OpenAIJudge`, or any callable)
+                judge, # messages -> texts, or (score 1, score 2) tuples (`LocalJudge`, `ProbJudge`, `OpenAIJudge`, any callable)
                 out:str|Path|None=None, # JSON Lines file of judgements: a rerun skips those already made
                 batch_size:int=8, progress:bool=True,
                )->pd.DataFrame:
-    "One row per prompt and order: the judge's raw text and parsed scores, from A's side (score_a, score_b)."
+    "One row per prompt and order: what the judge said (raw) and its scores, from A's side (score_a, score_b)."
     A, B = a.set_index('id').answer, b.set_index('id').answer
     done = {(r['id'], r['order']): r for r in read_records(out)}
     todo = [(i, q, o) for i, q in zip(prompts.id, prompts.instruction) for o in ('ab', 'ba') if (i, o) not in done]
@@ -115,10 +119,10 @@ def judge_pairs(prompts:pd.DataFrame, # test prompts (id, instruction)
             msgs = [(JUDGE_SYSTEM, JUDGE_PROMPT.format(question=q, answer_1=(A if o == 'ab' else B)[i], answer_2=(B if o == 'ab' else A)[i]))
                     for i, q, o in chunk]
             rows = []
-            for (i, q, o), text in zip(chunk, judge(msgs)):
-                sc = parse_scores(text)
+            for (i, q, o), said in zip(chunk, judge(msgs)):
+                sc = said if isinstance(said, tuple) else parse_scores(said)
                 sa, sb = (None, None) if sc is None else (sc if o == 'ab' else sc[::-1])
-                rows.append({'id': i, 'order': o, 'raw': text, 'score_a': sa, 'score_b': sb})
+                rows.append({'id': i, 'order': o, 'raw': said, 'score_a': sa, 'score_b': sb})
             append_records(out, rows); done.update({(r['id'], r['order']): r for r in rows}); bar.update(len(chunk))
     return pd.DataFrame([done[(i, o)] for i in prompts.id for o in ('ab', 'ba')])
 
@@ -128,12 +132,66 @@ def _outcome(sa, sb): return None if sa is None or sb is None or sa != sa or sb 
 _COMBINE = {frozenset(['win']): 'win', frozenset(['win', 'tie']): 'win', frozenset(['tie']): 'tie', frozenset(['win', 'loss']): 'tie',
             frozenset(['loss']): 'loss', frozenset(['loss', 'tie']): 'loss'}
 
-def verdicts(judgements:pd.DataFrame)->pd.DataFrame:
-    "One row per prompt: A's outcome in each order and the combined verdict (win / tie / loss / unjudged)."
-    j = judgements.assign(outcome=[_outcome(a, b) for a, b in zip(judgements.score_a, judgements.score_b)])
-    w = j.pivot(index='id', columns='order', values='outcome').reindex(judgements.id.drop_duplicates())
-    w['verdict'] = [_COMBINE[frozenset([x, y])] if isinstance(x, str) and isinstance(y, str) else 'unjudged' for x, y in zip(w['ab'], w['ba'])]
+def verdicts(judgements:pd.DataFrame, # rows of `judge_pairs`
+             combine:str='rule', # 'rule': the papers' rule on each order's outcome; 'mean': the sign of A's mean margin over both orders
+            )->pd.DataFrame:
+    "One row per prompt: A's outcome in each order, A's mean score margin, and the combined verdict (win / tie / loss / unjudged)."
+    if combine not in ('rule', 'mean'): raise ValueError(f"combine={combine!r}: use 'rule' or 'mean'")
+    j = judgements.assign(outcome=[_outcome(a, b) for a, b in zip(judgements.score_a, judgements.score_b)],
+                          margin=judgements.score_a.astype(float) - judgements.score_b.astype(float))
+    ids = judgements.id.drop_duplicates()
+    w = j.pivot(index='id', columns='order', values='outcome').reindex(ids)
+    w['margin'] = j.pivot(index='id', columns='order', values='margin').reindex(ids).mean(axis=1, skipna=False)
+    w['verdict'] = ([_COMBINE[frozenset([x, y])] if isinstance(x, str) and isinstance(y, str) else 'unjudged' for x, y in zip(w['ab'], w['ba'])]
+                    if combine == 'rule' else ['unjudged' if m != m else 'win' if m > 0 else 'loss' if m < 0 else 'tie' for m in w.margin])
     return w.reset_index()
+
+# %% ../../nbs/eval/09_judge.ipynb #93847549
+SCORES = np.arange(1, 11)  # the judge prompt's scale
+
+def _step(lm:LM, cache, ids:list)->torch.Tensor:
+    "Next-token probabilities after `ids`, fed on top of `cache` (which grows by them)."
+    out = lm.model(input_ids=torch.tensor([ids], device=lm.device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return out.logits[0, -1].float().softmax(-1)
+
+def score_probs(lm:LM, cache, # the judge, and the cache of its text so far less the last token
+                last:int, # the text's last token
+                scores:list, # the token ids of each score
+               )->np.ndarray:
+    "P(each score) as the judge's next words, renormalised over the scores; a score that goes on to a longer one ('1' to '10') is that one."
+    probs = {}
+    for p in {tuple(s[:k]) for s in scores for k in range(len(s))}:
+        probs[p] = _step(lm, cache, [last, *p]); cache.crop(-1 - len(p))  # back to the text
+    chain = np.array([np.prod([probs[tuple(s[:k])][t].item() for k, t in enumerate(s)]) for s in scores])
+    p = chain - np.array([sum(q for s2, q in zip(scores, chain) if len(s2) > len(s) and s2[:len(s)] == s) for s in scores])
+    return p / p.sum()
+
+# %% ../../nbs/eval/09_judge.ipynb #20436864
+@torch.inference_mode()
+def expected_scores(lm:LM, chat:str, # the judge, and a chat rendered for its answer
+                   )->tuple:
+    "The expected score of Assistant 1, then of Assistant 2 after the most likely first score and a space."
+    tok = lm.tokenizer
+    ids, cache = tok(chat, add_special_tokens=False)['input_ids'], DynamicCache()
+    _step(lm, cache, ids[:-1])
+    p1 = score_probs(lm, cache, ids[-1], [tok.encode(str(s), add_special_tokens=False) for s in SCORES])
+    both = [tok.encode(f"{SCORES[p1.argmax()]} {s}", add_special_tokens=False) for s in SCORES]
+    k = 0  # tokens shared by every "first second" text: the first score and the space
+    while all(len(b) > k + 1 for b in both) and len({b[k] for b in both}) == 1: k += 1
+    if not k: raise ValueError(f"{lm.name}'s tokenizer joins the two scores into one token: its probabilities cannot be read score by score")
+    _step(lm, cache, [ids[-1], *both[0][:k - 1]])
+    p2 = score_probs(lm, cache, both[0][k - 1], [b[k:] for b in both])
+    return float(p1 @ SCORES), float(p2 @ SCORES)
+
+# %% ../../nbs/eval/09_judge.ipynb #fc9e8a5f
+class ProbJudge:
+    "A local chat model as the judge, read from its next-token probabilities: each assistant's expected score (nothing to parse)."
+    combine = 'mean'  # its verdict: the sign of A's mean margin over both orders
+    def __init__(self, model:str|LM='qwen2.5-coder-1.5b', dtype=None, device=None):
+        self.lm = load_lm(model, device, dtype)
+        self.name = f"{self.lm.name}:prob"
+    def __call__(self, messages:list)->list:
+        return [expected_scores(self.lm, c) for c in _chats(self.lm.tokenizer, messages)]
 
 # %% ../../nbs/eval/09_judge.ipynb #2b64bfbd
 def win_tie_loss(verdicts:pd.DataFrame, # rows of `verdicts` with `pair` and `test_set` columns
