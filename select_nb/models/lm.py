@@ -14,8 +14,8 @@ from .registry import ALIASES, MODELS, model_path, quiet_loading
 
 # %% auto #0
 __all__ = ['START_TOKENS', 'END_OF_TEXT', 'WEIGHT_SUFFIXES', 'prepended_ids', 'document_start', 'token_id', 'start_of', 'LM',
-           'dir_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint', 'load_lm', 'left_padded', 'argmax_only',
-           'greedy_ids', 'greedy']
+           'dir_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint', 'load_lm', 'left_padded', 'greedy_ids',
+           'greedy']
 
 # %% ../../nbs/models/02a_lm.ipynb #94c882c8
 START_TOKENS = {**{m.name: m.start_token for m in MODELS.values() if m.start_token},
@@ -154,36 +154,10 @@ def left_padded(tokenizer, # the model's tokenizer
     finally: tokenizer.padding_side, tokenizer.truncation_side = sides
 
 # %% ../../nbs/models/02a_lm.ipynb #913d0f1a
-_GREEDY_KEEPS = {'transformers_version', '_from_model_config', 'use_cache', 'output_attentions', 'output_hidden_states', 'bos_token_id',
-                 'eos_token_id', 'pad_token_id', 'do_sample', 'temperature', 'top_p', 'top_k', 'min_p', 'typical_p', 'max_length'}
-
-def argmax_only(model)->bool:
-    "Whether greedy decoding of `model` is the bare argmax: its generation config sets nothing that changes the pick."
-    return set(model.generation_config.to_diff_dict()) <= _GREEDY_KEEPS
-
 def _eos_ids(model)->list:
     "The ids that end an answer: the generation config's end-of-sequence token(s)."
     eos = model.generation_config.eos_token_id
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-
-# %% ../../nbs/models/02a_lm.ipynb #5b92b2c2
-def _decode(model, ids, mask, max_new_tokens:int)->list:
-    "Greedy token ids after each row of a left-padded batch; a row leaves the batch at its end-of-sequence token."
-    eos, rows, answers = torch.tensor(_eos_ids(model), device=ids.device), torch.arange(len(ids), device=ids.device), [[] for _ in ids]
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    cache, pos = out.past_key_values, pos[:, -1:]
-    for step in range(max_new_tokens):
-        nxt = out.logits[:, -1].float().argmax(-1)
-        for r, t in zip(rows.tolist(), nxt.tolist()): answers[r].append(t)
-        live = ~torch.isin(nxt, eos)
-        if step == max_new_tokens - 1 or not live.any(): break
-        if not live.all():
-            keep = live.nonzero().squeeze(1); cache.batch_select_indices(keep)
-            rows, nxt, mask, pos = rows[keep], nxt[keep], mask[keep], pos[keep]
-        mask, pos = torch.cat([mask, mask.new_ones(len(rows), 1)], 1), pos + 1
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return answers
 
 # %% ../../nbs/models/02a_lm.ipynb #e975be57
 @torch.inference_mode()
@@ -195,7 +169,6 @@ def greedy_ids(lm:LM, # the model
               )->list:
     "Greedy token ids after each prompt: up to and with its end-of-sequence token, or `max_new_tokens` of them."
     enc = left_padded(lm.tokenizer, texts, max_length, special_tokens).to(lm.device)
-    if argmax_only(lm.model): return _decode(lm.model, enc['input_ids'], enc['attention_mask'], max_new_tokens)
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
     eos = _eos_ids(lm.model)
     return [next((r[:i + 1] for i, t in enumerate(r) if t in eos), r) for r in out[:, enc['input_ids'].shape[1]:].tolist()]
