@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import langdetect, nltk, punkt
 from nltk.tabdata import TabEncoder
-from tqdm.auto import tqdm
 from if_verifiable import IFEvalSample, evaluate_output_for_sample
 from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 from if_verifiable.ifeval.instructions_util import count_sentences
 from ..core.env import DATA_ENV, cache_dir, data_dir, file_name
-from ..core.records import render_prompt
 from ..data.formats import DataError, plain, read_rows
 from .intervals import pair_seeds, seed_bootstrap
-from ..models.lm import LM, greedy_ids
-from ..store.store import append_records, read_records, write_atomic
+from .judge import answer_prompts
+from ..models.lm import LM
+from ..store.store import write_atomic
 
 # %% auto #0
 __all__ = ['IFEVAL_METRICS', 'punkt_data', 'punkt_agreement', 'ifeval_prompts', 'ifeval_samples', 'score_ifeval',
@@ -163,11 +162,6 @@ def ifeval_groups(scored:pd.DataFrame, # rows of `score_ifeval`
     return t.groupby(by).agg(n=('strict', 'size'), strict=('strict', 'mean'), loose=('loose', 'mean')).reset_index()
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #2b8382bb
-def _stopped(lm, ids, budget):
-    "Whether generation ran to the budget instead of ending at one of the model's end-of-sequence tokens."
-    eos = lm.model.generation_config.eos_token_id
-    return len(ids) >= budget and ids[-1] not in ([] if eos is None else [eos] if isinstance(eos, int) else eos)
-
 def ifeval_answers(lm:LM, # the model that answers
                    prompts:pd.DataFrame, # rows of `ifeval_prompts`
                    template:str='alpaca', # the prompt template the model was trained with
@@ -175,19 +169,10 @@ def ifeval_answers(lm:LM, # the model that answers
                    out:str|Path|None=None, # JSON Lines file: finished batches are appended, a rerun skips them
                    progress:bool=True,
                   )->pd.DataFrame:
-    "Greedy answers in prompt order: key, prompt, response, tokens generated and whether they reached `max_new_tokens` (at_budget)."
-    done = {r['key']: r for r in read_records(out)}
-    todo = prompts[~prompts.key.isin(done)]
-    text = [render_prompt(p, '', template, lm.tokenizer) for p in todo.prompt]
-    order = np.argsort([-len(t) for t in text], kind='stable')
-    with tqdm(total=len(todo), desc=f"IFEval answers from {lm.name}", unit='prompt', disable=not progress or not len(todo)) as bar:
-        for s in range(0, len(order), batch_size):
-            b = order[s:s + batch_size]
-            rows = [{'key': int(todo.key.iloc[i]), 'prompt': todo.prompt.iloc[i], 'response': lm.tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                     'tokens': len(ids), 'at_budget': bool(_stopped(lm, ids, max_new_tokens))}
-                    for i, ids in zip(b, greedy_ids(lm, [text[i] for i in b], max_new_tokens))]
-            append_records(out, rows); done.update({r['key']: r for r in rows}); bar.update(len(b))
-    return pd.DataFrame([done[k] for k in prompts.key], columns=['key', 'prompt', 'response', 'tokens', 'at_budget'])
+    "Greedy answers in prompt order (`eval.judge.answer_prompts`): key, prompt, response, tokens generated, and whether they reached `max_new_tokens` (at_budget)."
+    asked = pd.DataFrame({'id': prompts.key.astype(int).values, 'instruction': prompts.prompt.values, 'input': ''})
+    got = answer_prompts(lm, asked, template, max_new_tokens, batch_size, out, progress)
+    return got.rename(columns={'id': 'key', 'instruction': 'prompt', 'answer': 'response'})[['key', 'prompt', 'response', 'tokens', 'at_budget']]
 
 # %% ../../nbs/eval/09b_ifeval.ipynb #5e7e69f6
 def answers_path(folder:str|Path, # the run folder

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 from ..core.records import render_prompt
-from ..models.lm import LM, greedy, load_lm
+from ..models.lm import LM, eos_ids, greedy, greedy_ids, load_lm
 from ..store.store import append_records, read_records
 
 # %% auto #0
@@ -26,7 +26,7 @@ def answer_prompts(lm:LM, # the model that answers
              out:str|Path|None=None, # JSON Lines file: finished batches are appended, a rerun skips them
              progress:bool=True,
             )->pd.DataFrame:
-    "One answer per prompt: id, instruction, answer (greedy decoding)."
+    "One answer per prompt: id, instruction, answer (greedy decoding), tokens generated, and whether they reached `max_new_tokens` (at_budget)."
     done = {r['id']: r for r in read_records(out)}
     todo = prompts[~prompts.id.isin(done)]
     text = [render_prompt(i, x, template, lm.tokenizer) for i, x in zip(todo.instruction, todo.input)]
@@ -34,8 +34,10 @@ def answer_prompts(lm:LM, # the model that answers
     with tqdm(total=len(todo), desc=f"answers from {lm.name}", unit='prompt', disable=not progress or not len(todo)) as bar:
         for s in range(0, len(order), batch_size):
             b = order[s:s + batch_size]
-            answers = [a.strip() for a in greedy(lm, [text[i] for i in b], max_new_tokens)]
-            rows = [{'id': todo.id.iloc[i], 'instruction': todo.instruction.iloc[i], 'answer': a} for i, a in zip(b, answers)]
+            ids, eos = greedy_ids(lm, [text[i] for i in b], max_new_tokens), eos_ids(lm.model)
+            rows = [{'id': todo.id.iloc[i].item() if hasattr(todo.id.iloc[i], 'item') else todo.id.iloc[i], 'instruction': todo.instruction.iloc[i],
+                     'answer': lm.tokenizer.decode(a, skip_special_tokens=True).strip(),
+                     'tokens': len(a), 'at_budget': len(a) >= max_new_tokens and a[-1] not in eos} for i, a in zip(b, ids)]
             append_records(out, rows); done.update({r['id']: r for r in rows}); bar.update(len(b))
     return pd.DataFrame([done[i] for i in prompts.id])
 

@@ -14,8 +14,8 @@ from .registry import ALIASES, MODELS, model_path, quiet_loading
 
 # %% auto #0
 __all__ = ['START_TOKENS', 'END_OF_TEXT', 'WEIGHT_SUFFIXES', 'prepended_ids', 'document_start', 'token_id', 'start_of', 'LM',
-           'dir_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint', 'load_lm', 'left_padded', 'greedy_ids',
-           'greedy']
+           'dir_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint', 'load_lm', 'left_padded', 'eos_ids',
+           'greedy_ids', 'greedy']
 
 # %% ../../nbs/models/02a_lm.ipynb #94c882c8
 START_TOKENS = {**{m.name: m.start_token for m in MODELS.values() if m.start_token},
@@ -154,7 +154,7 @@ def left_padded(tokenizer, # the model's tokenizer
     finally: tokenizer.padding_side, tokenizer.truncation_side = sides
 
 # %% ../../nbs/models/02a_lm.ipynb #913d0f1a
-def _eos_ids(model)->list:
+def eos_ids(model)->list:
     "The ids that end an answer: the generation config's end-of-sequence token(s)."
     eos = model.generation_config.eos_token_id
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
@@ -170,7 +170,7 @@ def greedy_ids(lm:LM, # the model
     "Greedy token ids after each prompt: up to and with its end-of-sequence token, or `max_new_tokens` of them."
     enc = left_padded(lm.tokenizer, texts, max_length, special_tokens).to(lm.device)
     out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
-    eos = _eos_ids(lm.model)
+    eos = eos_ids(lm.model)
     return [next((r[:i + 1] for i, t in enumerate(r) if t in eos), r) for r in out[:, enc['input_ids'].shape[1]:].tolist()]
 
 # %% ../../nbs/models/02a_lm.ipynb #248543be
