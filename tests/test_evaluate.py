@@ -233,3 +233,26 @@ def test_results_parquet_columns_and_rows(seeded):
     assert st.loc['longest:0.1', 'value'] == pytest.approx(per['longest:0.1'].mean())
     summary = json.loads((seeded['root']/'whole'/'summary.json').read_text())
     assert len(summary['results']) == len(res) and summary['headline'] == summary['results'] and summary['seeds'] == [0, 1]
+
+class _LongerJudge:
+    "Scores the longer answer 8 and the other 4: it agrees with GPT-4-over-davinci on most validation pairs."
+    def __call__(self, msgs):
+        sizes = [[len(u.split(f"Assistant {k}'s Answer]\n")[1].split('[The End')[0]) for k in (1, 2)] for _, u in msgs]
+        return [f"{8 if a > b else 4} {8 if b > a else 4}" for a, b in sizes]
+
+@pytest.mark.parametrize('judge,pairs,passed', [(_LongerJudge(), 30, True), (_Judge(), 30, False), (_LongerJudge(), 0, None)])
+def test_the_judge_gate_decides_whether_verdicts_are_results(tiny, tmp_path, judge, pairs, passed):
+    s = ev.EvaluateSettings(pool='alpaca', selections=['random:0.1', 'longest:0.1'], out=tmp_path/'run', base=tiny, limit=40,
+                            evals={'vicuna-80': 2}, judge=judge, judge_pairs=pairs, against='random:0.1', budget='steps', epochs=1,
+                            max_length=400, max_new_tokens=4, scorer=tiny)
+    summary = ev.evaluate_job(s, progress=False)
+    res = pd.read_parquet(tmp_path/'run'/'results.parquet'); wins = res[res.metric == 'winning_score']
+    v = summary['judge_validation']
+    if passed is None: assert v is None and not (tmp_path/'run'/'judge_validation.json').exists()
+    else:
+        saved = json.loads((tmp_path/'run'/'judge_validation.json').read_text())
+        assert saved == v and v['n'] == pairs and v['passed'] is passed
+    assert len(wins) == 1 and wins.validated.tolist() == [bool(passed)]
+    assert wins.note.tolist() == [None if passed else 'judge not validated']
+    shown = {r['metric'] for r in summary['headline']}
+    assert ('winning_score' in shown) == bool(passed)  # a failed or skipped validation keeps the verdicts out of the headline

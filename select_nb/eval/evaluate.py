@@ -16,6 +16,7 @@ from ..data.load import load
 from ..data.runs import write_records
 from .budget import budget_steps, response_tokens, selection, token_budget
 from .ifeval import answers_path, ifeval_answers, punkt_agreement, read_answers, save_answers, score_ifeval
+from .judge_validation import validate_judge
 from .judge import LocalJudge, OpenAIJudge, answer_prompts, judge_pairs, plot_win_tie_loss, verdicts, win_tie_loss
 from .results import headline, ifeval_group_table, ifeval_rows, plot_reference_loss, reference_rows, style_rows, winning_rows
 from ..models.lm import LM, load_lm
@@ -124,9 +125,11 @@ def _judge_factory(judge, judge_model, device, dtype):
     return get
 
 # %% ../../nbs/eval/09a_evaluate.ipynb #96f9a32c
-def _judge_validation(judge, out, progress)->dict|None:
-    "HOOK: the judge's validation (its numbers and `passed`, stored as `judge_validation.json`); None while `eval.judge` has no `validate_judge`."
-    return None
+def _judge_validation(judge, n, out, progress)->dict|None:
+    "The judge's validation on `n` pairs with a known better answer (`judge_validation.json` in `out`), or None with `n` 0."
+    if not n: return None
+    _say(f"validating the judge on {n} pairs with a known better answer, both orders ({2 * n} calls)", progress)
+    return validate_judge(judge(), n=n, out=Path(out)/'judge_validation.json', progress=progress)
 
 # %% ../../nbs/eval/09a_evaluate.ipynb #429a58b8
 @dataclass(kw_only=True)
@@ -142,6 +145,7 @@ class EvaluateSettings(Settings):
     judge: object = 'qwen2.5-coder-1.5b' # a local chat model, the URL of an OpenAI-compatible endpoint (or a callable)
     judge_model: str|None = None # the endpoint's model name (with a URL judge; key from $OPENAI_API_KEY)
     against: str = 'full' # the selection every other is compared with (paired differences, pairwise judging; base: the untrained model)
+    judge_pairs: int = 40 # pairs with a known better answer the judge is validated on before its verdicts count (0: none, verdicts not validated)
     judged: list[str]|None = None # comma-separated selections to judge against `against` (default: all)
     budget: Literal['records', 'steps', 'tokens'] = 'records' # equal records per selection, equal optimizer steps, or equal training response tokens for every model
     budget_tokens: int|None = None # with budget tokens: response tokens per selection (default: the smallest selection's total)
@@ -215,7 +219,7 @@ def evaluate_job(settings:EvaluateSettings, # the pool, the selections, the trai
     for n in names:
         for k in seeds_of(n): _measure(n, k, (lambda: lm0) if n == 'base' else (lambda f=folders[n, k]: load_finetuned(lm0, folder=f)), refs, tests, ife, out, s, progress)
     make_judge = _judge_factory(s.judge, s.judge_model, s.device, s.dtype)
-    validation = _judge_validation(make_judge, out, progress) if tests else None
+    validation = _judge_validation(make_judge, s.judge_pairs, out, progress) if tests else None
     v = _judge_all(s.judged or list(sels), against, seeds_of, tests, make_judge, out, progress) if tests else pd.DataFrame()
     res, groups, ifeval = _results(out, names, seeds_of, against, refs, ife, v, validation is not None and validation.get('passed', False), s)
     mean_resp = {n: float(t[t > 0].mean()) if (t > 0).any() else np.nan for n, t in tokens.items()}
