@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy, functools, hashlib, json, time, warnings
 from pathlib import Path
 import pandas as pd, torch
-from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, PrinterCallback
 from ..engine.encode import encode
@@ -34,8 +33,31 @@ def sft_dataset(records:pd.DataFrame, # rows of a table from `load`
     return Dataset.from_dict({'input_ids': ids, 'completion_mask': mask, 'labels': labels}), enc.status
 
 # %% ../../nbs/train/07_finetune.ipynb #c0e7a9be
-def _chunk_nll(lm, hidden, targets): return nll_of_logits(head_logits(lm, hidden), targets).sum()
+class _HeadNLL(torch.autograd.Function):
+    "Summed NLL of `targets` under the LM head, chunk by chunk, its gradient taken in the same pass: no logits are kept or recomputed."
+    @staticmethod
+    def forward(ctx, hidden, weight, lm, targets, chunk):
+        cap, total, gh = getattr(lm.config, 'final_logit_softcapping', None), torch.zeros((), dtype=torch.float32), torch.empty_like(hidden)
+        gw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if weight.requires_grad else None  # full fine-tuning
+        for j in range(0, len(targets), chunk):
+            h, t = hidden[j:j + chunk], targets[j:j + chunk]
+            logits = head_logits(lm, h)
+            total += nll_of_logits(logits, t).sum()
+            g = torch.softmax(logits.float(), -1); g[torch.arange(len(t)), t] -= 1  # d NLL / d logits, in fp32
+            g = g.to(logits.dtype)
+            if cap: g = g * (1 - (logits / cap) ** 2)  # through the soft-capping tanh
+            gh[j:j + chunk] = g @ weight
+            if gw is not None: gw += (g.T @ h).float()
+        ctx.save_for_backward(gh, gw); ctx.weight_dtype = weight.dtype
+        return total
 
+    @staticmethod
+    def backward(ctx, grad):
+        gh, gw = ctx.saved_tensors
+        return gh * grad.to(gh.dtype), None if gw is None else (gw * grad).to(ctx.weight_dtype), None, None, None
+
+
+# %% ../../nbs/train/07_finetune.ipynb #d3144892
 def response_loss(model, # a causal LM (or a `peft` model around one)
                   input_ids:torch.Tensor, attention_mask:torch.Tensor, # a padded batch
                   labels:torch.Tensor, # targets, -100 where no loss is taken
@@ -46,8 +68,7 @@ def response_loss(model, # a causal LM (or a `peft` model around one)
     hidden = lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)
     h, tgt = hidden[rows, cols], labels[rows, cols + 1]
-    parts = [checkpoint(_chunk_nll, lm, h[j:j + chunk], tgt[j:j + chunk], use_reentrant=False) for j in range(0, len(tgt), chunk)]
-    return torch.stack(parts).sum() / max(len(tgt), 1)
+    return _HeadNLL.apply(h, lm.get_output_embeddings().weight, lm, tgt, chunk) / max(len(tgt), 1)
 
 # %% ../../nbs/train/07_finetune.ipynb #108580b6
 @functools.cache
