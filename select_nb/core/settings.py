@@ -21,6 +21,7 @@ def _source(cls)->str:
         if not found: raise
         return found[-1]
 
+# %% ../../nbs/core/00c_settings.ipynb #5d0db429
 def field_docs(cls)->dict:
     "Each dataclass field's inline comment (`name: type = default # comment`), base classes first."
     docs = {}

@@ -37,11 +37,13 @@ def _start_label(lm, start_token, authors):
     pre = ''.join(lm.tokenizer.convert_ids_to_tokens(prepended_ids(lm.tokenizer)))
     return pre + AUTHORS[authors].cue or '(none: first token unscored)'
 
+# %% ../../nbs/engine/04c_scoring.ipynb #9119acbc
 def duplicate_mask(table):
     "True for records the loader flagged as duplicates of an earlier one."
     err = table['error'] if 'error' in table else pd.Series([None] * len(table))
     return err.map(lambda e: isinstance(e, str) and e.startswith('duplicate')).values
 
+# %% ../../nbs/engine/04c_scoring.ipynb #188ef119
 def _score_sequences(todo, lm, batch_tokens, store, progress):
     "NLL rows for the sequences in `todo`, batch by batch, each finished batch saved."
     lengths, out, ntok, t0 = todo.ids.map(len).tolist(), [], 0, time.time()

@@ -40,6 +40,7 @@ class ScarGenerateSettings(Settings):
     cache: bool = True # the generation cache (a folder in Python; --no-cache: generate afresh, nothing kept)
     data_dir: str|None = None # data directory of the named datasets (default: the shared one)
 
+# %% ../../nbs/jobs/10c_scar.ipynb #bd49cf4f
 def scar_generate_job(settings:ScarGenerateSettings, # the generator and the phases
                       progress:bool=True, # show progress bars
                      )->pd.DataFrame:
@@ -139,6 +140,7 @@ class ScarTrainSettings(Settings):
     data_dir: str|None = None # data directory of the named datasets (default: the shared one)
     device: str|None = None # default: CUDA when present, else CPU
 
+# %% ../../nbs/jobs/10c_scar.ipynb #0d1f872d
 def scar_train_job(settings:ScarTrainSettings, # the recipe, the ranker, the optimiser and the evaluation
                    progress:bool=True, # show progress bars
                   )->dict:
@@ -196,6 +198,7 @@ class ScarRankSettings(DataSettings, CountSettings):
     ppl_model: str|None = None # also report perplexity style metrics with this LM
     device: str|None = None # default: CUDA when present, else CPU
 
+# %% ../../nbs/jobs/10c_scar.ipynb #0020192b
 def scar_rank_job(settings:ScarRankSettings, # the data, the ranker and what to keep
                   progress:bool=True, # show progress bars
                  )->dict:

@@ -41,7 +41,6 @@ class ScoreCache(Store):
         super().__init__('scores', file_name(key['model']), key=key, root=root)
         self._index_new()  # parts no index row names: a cache from before the index, or a run killed between part and index
 
-# %% ../../nbs/store/03a_score_cache.ipynb #cf879981
 @patch
 def _db(self:ScoreCache):
     "A connection to the index: one row per (record, pass) naming the part that holds it."
@@ -62,6 +61,7 @@ def _index_parts(self:ScoreCache, parts:list):
             except FileNotFoundError: continue  # merged away meanwhile
             db.executemany('INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)', zip(rows.id, rows['pass'], rows.n.astype(int).tolist(), [p.name] * len(rows)))
 
+# %% ../../nbs/store/03a_score_cache.ipynb #cf879981
 @patch
 def _index_new(self:ScoreCache):
     "Index the parts that no index row names yet (under the shared lock, so no merge deletes them meanwhile)."
