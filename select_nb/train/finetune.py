@@ -42,8 +42,10 @@ class _HeadNLL(torch.autograd.Function):
         for j in range(0, len(targets), chunk):
             h, t = hidden[j:j + chunk], targets[j:j + chunk]
             logits = head_logits(lm, h)
-            total += nll_of_logits(logits, t).sum()
-            g = torch.softmax(logits.float(), -1); g[torch.arange(len(t)), t] -= 1  # d NLL / d logits, in fp32
+            x = logits.to(torch.float32, copy=True); target = x.gather(1, t[:, None])[:, 0]
+            top = x.amax(-1, keepdim=True); e = x.sub_(top).exp_(); s = e.sum(-1)  # logsumexp's own steps, in place
+            total += (s.log() + top[:, 0] - target).sum()  # = nll_of_logits(logits, t).sum()
+            g = e.div_(s[:, None]); g[torch.arange(len(t)), t] -= 1  # d NLL / d logits: softmax minus one-hot, in fp32
             g = g.to(logits.dtype)
             if cap: g = g * (1 - (logits / cap) ** 2)  # through the soft-capping tanh
             gh[j:j + chunk] = g @ weight

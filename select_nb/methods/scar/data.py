@@ -183,6 +183,7 @@ def _real_direct(pool, sources, data):
         out.append(si.rename_axis('task').reset_index().assign(direct=t.direct.values[:len(si)], direct_source=src))
     return pd.concat(out, ignore_index=True) if out else pool.iloc[:0]
 
+# %% ../../../nbs/methods/scar/08d_scar_data.ipynb #192c72f7
 def paper_triples(model:str=GENERATOR, # the generator whose cached answers are read
                   real_direct=REAL_DIRECT, # real model-written answers to the same instructions, as extra direct rows
                   max_new_tokens:int=128, # the budget the answers were generated with

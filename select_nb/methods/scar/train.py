@@ -34,6 +34,7 @@ def ppl_features(rows:pd.DataFrame, # rows with instruction, input, response
     s = score(t.drop_duplicates('id'), model=model, progress=progress).set_index('id')
     return np.nan_to_num(np.log(s.loc[t.id, ['ppl_cond', 'ppl_uncond']].values.astype(float)), nan=0.0)
 
+# %% ../../../nbs/methods/scar/08g_scar_train.ipynb #8fe77522
 def add_ppl(triples:pd.DataFrame, # triples (instruction, input, human, referenced, direct)
             model:str='smollm2-135m', # the causal LM
             progress:bool=False, # show the scoring progress bars
@@ -48,6 +49,7 @@ def add_ppl(triples:pd.DataFrame, # triples (instruction, input, human, referenc
         t.loc[rows.index[mine], f'lpc_{o}'], t.loc[rows.index[mine], f'lpu_{o}'] = f[mine, 0], f[mine, 1]
     return t
 
+# %% ../../../nbs/methods/scar/08g_scar_train.ipynb #8bd44683
 def run_triples(ranker:ScarRanker, # the ranker
                 rows:pd.DataFrame, # triples (instruction, input, human, referenced, direct)
                )->dict:
@@ -82,6 +84,7 @@ def triple_scores(ranker:ScarRanker, # the ranker
         parts.append(pd.DataFrame({o: torch.where(present[o], out[o][0], torch.nan).float().cpu().numpy() for o in ORIGINS}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(ORIGINS))
 
+# %% ../../../nbs/methods/scar/08g_scar_train.ipynb #a952fa11
 def pairwise_accuracy(scores:pd.DataFrame)->float:
     "Share of usable pairs (direct > referenced > human) that `scores` order correctly."
     hits = [(scores[hi] > scores[lo])[scores[hi].notna() & scores[lo].notna()] for hi, lo in PAIRS]
@@ -99,6 +102,27 @@ def split_triples(triples:pd.DataFrame, # all triples (rows sharing a `task` val
     a = int(round(fractions[0] * len(ids))); b = a + int(round(fractions[1] * len(ids)))
     part = {k: set(order[s]) for k, s in (('train', slice(0, a)), ('val', slice(a, b)), ('test', slice(b, None)))}
     return {k: triples[np.isin(task, list(v))].reset_index(drop=True) for k, v in part.items()}
+
+# %% ../../../nbs/methods/scar/08g_scar_train.ipynb #34423b86
+def _optimizer(rk, n_steps, lr, head_lr, freeze_encoder, weight_decay, warmup):
+    "AdamW over the heads (at `head_lr or lr`) and, unless frozen, the encoder (at `lr`); linear warm-up, then linear decay."
+    heads = [p for n, p in rk.named_parameters() if not n.startswith('encoder.')]
+    rk.encoder.requires_grad_(not freeze_encoder)
+    groups = [{'params': heads, 'lr': head_lr or lr}] + ([] if freeze_encoder else [{'params': list(rk.encoder.parameters()), 'lr': lr}])
+    opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
+    return opt, get_linear_schedule_with_warmup(opt, int(warmup * n_steps), n_steps)
+
+# %% ../../../nbs/methods/scar/08g_scar_train.ipynb #cf58a955
+def _train_epoch(rk, rows, batch_size, opt, sched, progress, ep):
+    "One pass over `rows`; the step losses."
+    rk.train(); losses = []
+    for i in tqdm(range(0, len(rows), batch_size), desc=f"epoch {ep}", disable=not progress, leave=False):
+        out, present = run_triples(rk, rows.iloc[i:i + batch_size])
+        loss = scar_loss({o: out[o] for o in ORIGINS}, present)
+        opt.zero_grad(); loss.backward()
+        torch.nn.utils.clip_grad_norm_(rk.parameters(), 1.0)
+        opt.step(); sched.step(); losses.append(loss.item())
+    return losses
 
 # %% ../../../nbs/methods/scar/08g_scar_train.ipynb #23043556
 def train_ranker(splits:dict, # from `split_triples`
@@ -121,11 +145,7 @@ def train_ranker(splits:dict, # from `split_triples`
     rk = (ranker or ScarRanker(config)).to(pick_device(device))
     splits = {k: _with_ppl(rk, v) for k, v in splits.items()}
     train, n_steps = splits['train'], epochs * math.ceil(len(splits['train']) / batch_size)
-    heads = [p for n, p in rk.named_parameters() if not n.startswith('encoder.')]
-    rk.encoder.requires_grad_(not freeze_encoder)
-    groups = [{'params': heads, 'lr': head_lr or lr}] + ([] if freeze_encoder else [{'params': list(rk.encoder.parameters()), 'lr': lr}])
-    opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, int(warmup * n_steps), n_steps)
+    opt, sched = _optimizer(rk, n_steps, lr, head_lr, freeze_encoder, weight_decay, warmup)
     rk.memo = ({} if memo is None else memo) if freeze_encoder else None  # a frozen encoder reads each text once
     hist = [{'epoch': 0, 'loss': np.nan, 'val_acc': pairwise_accuracy(triple_scores(rk, splits['val']))}]
     best, rng = (hist[0]['val_acc'], copy.deepcopy(rk.state_dict())), np.random.default_rng(seed)
@@ -135,18 +155,6 @@ def train_ranker(splits:dict, # from `split_triples`
         if hist[-1]['val_acc'] > best[0] or np.isnan(best[0]): best = (hist[-1]['val_acc'], copy.deepcopy(rk.state_dict()))
     rk.load_state_dict(best[1]); rk.eval(); rk.memo = None
     return rk, pd.DataFrame(hist)
-
-# %% ../../../nbs/methods/scar/08g_scar_train.ipynb #cf58a955
-def _train_epoch(rk, rows, batch_size, opt, sched, progress, ep):
-    "One pass over `rows`; the step losses."
-    rk.train(); losses = []
-    for i in tqdm(range(0, len(rows), batch_size), desc=f"epoch {ep}", disable=not progress, leave=False):
-        out, present = run_triples(rk, rows.iloc[i:i + batch_size])
-        loss = scar_loss({o: out[o] for o in ORIGINS}, present)
-        opt.zero_grad(); loss.backward()
-        torch.nn.utils.clip_grad_norm_(rk.parameters(), 1.0)
-        opt.step(); sched.step(); losses.append(loss.item())
-    return losses
 
 # %% ../../../nbs/methods/scar/08g_scar_train.ipynb #2046710c
 def _heads(ranker): return {k: v.contiguous() for k, v in ranker.state_dict().items() if not k.startswith('encoder.')}
