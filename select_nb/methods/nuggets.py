@@ -120,6 +120,7 @@ def _nearest(c:np.ndarray, # [K, d] centroids
         better = dj < best; best[better], arg[better] = dj[better], i + j[better]
     return arg
 
+# %% ../../nbs/methods/08c_nuggets.ipynb #a7303954
 def kmeans_anchors(table:pd.DataFrame, # the pool (rows of `load`)
                    n:int=100, # clusters
                    seed:int=0, # KMeans `random_state`
@@ -191,6 +192,27 @@ def _run_candidates(lm, todo, anchors, zero, batches, store, progress, flush_s=5
             bar.update(1); bar.set_postfix(pairs_s=f"{(i + 1) * len(zero) / (time.time() - t0):.0f}")
     return pd.DataFrame(out + pending, columns=GOLDEN_COLUMNS)
 
+# %% ../../nbs/methods/08c_nuggets.ipynb #c58e034a
+def _scorable_anchors(anchors:pd.DataFrame, # the anchor set (rows of `load`)
+                      tokenizer, # the model's tokenizer
+                      max_tokens:int|None, # cut anchors at this many tokens
+                     )->pd.DataFrame:
+    "The encoded anchors that keep a response token to score; an error when none does."
+    a = encode_examples(anchors, tokenizer, max_tokens)
+    a = a[a.status.isin(['ok', 'truncated'])].reset_index(drop=True)
+    if not len(a): raise ValueError("No anchor has a response token left to score (check anchor_max_tokens).")
+    return a
+
+# %% ../../nbs/methods/08c_nuggets.ipynb #8768fd8f
+def _golden_key(lm:LM, # the model
+                a:pd.DataFrame, # the scorable anchors (from `_scorable_anchors`)
+                anchor_max_tokens:int|None, anchor_bos:bool, max_length:int, # as in `golden_scores`
+               )->str:
+    "The cache key of a run: model, anchor set, settings, model fingerprint and `NUGGETS_VERSION`."
+    settings = f"A{anchor_max_tokens}-{'bos' if anchor_bos else 'nobos'}-L{max_length}-{dtype_name(lm.dtype)}"
+    model_fp = hashlib.sha256((weights_fingerprint(lm) + tokenizer_fingerprint(lm.tokenizer)).encode()).hexdigest()[:12]
+    return f"{lm.name}/{anchor_hash(a)}-{settings}-{model_fp}-v{NUGGETS_VERSION}"
+
 # %% ../../nbs/methods/08c_nuggets.ipynb #304042f7
 def golden_scores(table:pd.DataFrame, # candidate records (rows of `load`); rows that are anchors are not scored
                   anchors:pd.DataFrame, # the anchor set (rows of `load`)
@@ -207,12 +229,8 @@ def golden_scores(table:pd.DataFrame, # candidate records (rows of `load`); rows
                  )->pd.DataFrame:
     "One row per record of `table`: id, status, golden score, wins, anchors, model and settings."
     lm = load_lm(model, device, dtype)
-    a = encode_examples(anchors, lm.tokenizer, anchor_max_tokens)
-    a = a[a.status.isin(['ok', 'truncated'])].reset_index(drop=True)
-    if not len(a): raise ValueError("No anchor has a response token left to score (check anchor_max_tokens).")
-    settings = f"A{anchor_max_tokens}-{'bos' if anchor_bos else 'nobos'}-L{max_length}-{dtype_name(lm.dtype)}"
-    model_fp = hashlib.sha256((weights_fingerprint(lm) + tokenizer_fingerprint(lm.tokenizer)).encode()).hexdigest()[:12]
-    key = f"{lm.name}/{anchor_hash(a)}-{settings}-{model_fp}-v{NUGGETS_VERSION}"
+    a = _scorable_anchors(anchors, lm.tokenizer, anchor_max_tokens)
+    key = _golden_key(lm, a, anchor_max_tokens, anchor_bos, max_length)
     store = None if cache is False else GoldenCache(key, None if cache is True else cache)
     batches = make_batches(a.ids.map(len).tolist(), batch_tokens or default_batch_tokens(lm.device))
     zero = _zero_cached(lm, a, store, anchor_bos, batches)
