@@ -16,6 +16,7 @@ from .data.load import Source
 from .data.named import DATASETS
 from .eval.evaluate import EvaluateSettings, evaluate_job
 from .jobs.baseline import BaselineSettings, baseline_job
+from .jobs.compare import CompareSettings, compare_job
 from .jobs.consistency import ConsistencySettings, consistency_job
 from .jobs.kcenter import KcenterSettings, kcenter_job
 from .jobs.nuggets import NuggetsSettings, nuggets_job
@@ -30,7 +31,7 @@ from .select.count import CountSettings
 # %% auto #0
 __all__ = ['CHOICES', 'SYNTAX', 'add_fields', 'settings_of', 'cmd_score', 'cmd_superfilter', 'cmd_consistency', 'cmd_kcenter',
            'cmd_nuggets', 'cmd_baseline', 'cmd_list', 'cmd_scar_generate', 'cmd_scar_train', 'cmd_scar_rank',
-           'cmd_evaluate', 'build_parser', 'main']
+           'cmd_evaluate', 'cmd_compare', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #0acf2282
 CHOICES = {'template': tuple(TEMPLATES), 'dtype': tuple(DTYPES), 'authors': tuple(AUTHORS)}  # fields typed `str` whose values core names
@@ -74,7 +75,8 @@ def _evals_arg(text:str)->dict:
 def _names(text:str)->list: return [x.strip() for x in text.split(',') if x.strip()]
 
 SYNTAX = {'fields': dict(type=_fields_arg, metavar='NAME=PATH,...'), 'evals': dict(type=_evals_arg, metavar='NAME:N,...'),
-          'selections': dict(type=_names, nargs=None), 'judged': dict(type=_names, nargs=None)}
+          'selections': dict(type=_names, nargs=None), 'judged': dict(type=_names, nargs=None),
+          'methods': dict(type=_names, nargs=None)}
 
 # %% ../nbs/11_cli.ipynb #4b7bb842
 def add_fields(p, # an `argparse` parser
@@ -193,6 +195,17 @@ def cmd_evaluate(a):
     if res['ifeval']: print(f"IFEval answers that reached the {a.max_new_tokens}-token budget: {res['ifeval']['at_budget']} (of {res['ifeval']['answers']})")
     print(f"outputs in {a.out}/ (results.parquet, summary.json, figures) after {res['seconds']:.0f}s")
 
+# %% ../nbs/11_cli.ipynb #63c5160b
+def cmd_compare(a):
+    "Every method's selection at one count, one evaluation of them all, and the leaderboard against random and longest."
+    res = compare_job(settings_of(CompareSettings, a))
+    t = pd.DataFrame(res['leaderboard'])
+    cols = ['method', 'eval_set', 'metric', 'value', 'ci_low', 'ci_high', 'diff_random', 'diff_random_low', 'diff_random_high',
+            'diff_longest', 'diff_longest_low', 'diff_longest_high', 'seeds', 'response_tokens', 'answer_tokens']
+    print(t[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(', '.join(f"{n} kept {m['selected']}" for n, m in res['methods'].items()) + f" of {res['records']} records (count {res['count']})")
+    print(f"outputs in {a.out}/ (leaderboard.parquet, leaderboard.png, summary.json; the evaluation in evaluate/) after {res['seconds']:.0f}s")
+
 # %% ../nbs/11_cli.ipynb #8c3736b4
 def _command(parent, name, help, func, cls=None, data=True, ray=False, **kw):
     "Add the subcommand `name`: the options of `cls` (see `add_fields`), the reading options of its data, the Ray options."
@@ -203,6 +216,7 @@ def _command(parent, name, help, func, cls=None, data=True, ray=False, **kw):
     p.set_defaults(func=func)
     return p
 
+# %% ../nbs/11_cli.ipynb #53fed343
 def build_parser()->argparse.ArgumentParser:
     "The `select-nb` argument parser."
     ap = argparse.ArgumentParser(prog='select-nb', description="Choose instruction-tuning data: perplexity, IFD/Superfiltering, Nuggets, SCAR, k-center.")
@@ -224,6 +238,8 @@ def build_parser()->argparse.ArgumentParser:
     _command(sub, 'baseline', "baseline selection: random, longest response, or lowest perplexity", cmd_baseline, BaselineSettings)
     _command(sub, 'evaluate', "fine-tune on each selection and measure the models (reference loss, IFEval, pairwise judging)", cmd_evaluate,
              EvaluateSettings, aliases={'evals': ['--eval']})
+    _command(sub, 'compare', "every method at one count, evaluated together: the leaderboard against random and longest", cmd_compare,
+             CompareSettings, aliases={'evals': ['--eval']})
     _command(sub, 'list', "named datasets, models and ladders", cmd_list, data=False)
     return ap
 

@@ -17,6 +17,7 @@ from ..data.runs import write_records
 from .budget import budget_steps, response_tokens, selection, token_budget
 from .ifeval import answers_path, ifeval_answers, punkt_agreement, read_answers, save_answers, score_ifeval
 from .judge_validation import validate_judge
+from .leaderboard import leaderboard, plot_leaderboard
 from .judge import LocalJudge, OpenAIJudge, answer_prompts, judge_pairs, plot_win_tie_loss, verdicts, win_tie_loss
 from .results import headline, ifeval_group_table, ifeval_rows, plot_reference_loss, reference_rows, style_rows, winning_rows
 from ..models.lm import LM, load_lm
@@ -25,7 +26,7 @@ from ..train.finetune import finetune, load_finetuned, sft_dataset
 from ..train.reference import reference_nll
 
 # %% auto #0
-__all__ = ['EvaluateSettings', 'evaluate_job']
+__all__ = ['EvaluateSettings', 'rebuild_results', 'write_leaderboard', 'evaluate_job']
 
 # %% ../../nbs/eval/09a_evaluate.ipynb #1da56e4d
 def _eval_tables(evals:dict)->tuple:
@@ -39,6 +40,7 @@ def _eval_tables(evals:dict)->tuple:
     if len(ife) > 1: raise ValueError(f"{len(ife)} IFEval sets {list(ife)}: give one")
     return ref, test, ife
 
+# %% ../../nbs/eval/09a_evaluate.ipynb #364e489d
 @torch.inference_mode()
 def _forward_rate(lm:LM)->float:
     "Forward-pass tokens per second of `lm` on this machine (one 4 x 128 batch, after a warm-up)."
@@ -46,6 +48,7 @@ def _forward_rate(lm:LM)->float:
     lm.model(input_ids=ids[:1, :16]); t0 = time.time(); lm.model.base_model(input_ids=ids)
     return ids.numel() / (time.time() - t0)
 
+# %% ../../nbs/eval/09a_evaluate.ipynb #b9123279
 def _say(msg, progress):
     if progress: print(msg, flush=True)
 
@@ -170,6 +173,7 @@ def _answer_tokens(out, name, seeds, testsets, ifesets, tokenizer)->float:
     texts += [r for _ in ifesets for k in seeds for r in read_answers(answers_path(out, name, k)).response]
     return float(np.mean([len(x) for x in tokenizer(texts, add_special_tokens=False)['input_ids']])) if texts else np.nan
 
+# %% ../../nbs/eval/09a_evaluate.ipynb #bd549beb
 def _results(out, names, seeds_of, against, refsets, ifesets, v, validated, s):
     "The rows of `results.parquet`, the IFEval group table and the IFEval summary, from the run's files."
     nll = {e: {n: [pd.read_parquet(_file(out, 'reference', e, n, k, 'parquet')).drop_duplicates('id').set_index('id').nll.reindex(refs.id.drop_duplicates())
@@ -187,13 +191,9 @@ def _results(out, names, seeds_of, against, refsets, ifesets, v, validated, s):
     if len(v): parts.append(winning_rows(v, validated, s.n_boot, s.seed))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), groups, ifeval
 
-# %% ../../nbs/eval/09a_evaluate.ipynb #1cecbed9
-def evaluate_job(settings:EvaluateSettings, # the pool, the selections, the training budget and the evaluation
-                 progress:bool=True, # print the plan and show progress bars
-                )->dict:
-    "Fine-tune on each selection once per seed, measure every model (and the base), write the run folder; returns the summary."
-    s, t0, out = settings, time.time(), Path(settings.out); out.mkdir(parents=True, exist_ok=True)
-    if s.seeds < 1 or not s.evals: raise ValueError(f"an evaluation needs a seed or more (got {s.seeds}) and evaluation sets (got {s.evals})")
+# %% ../../nbs/eval/09a_evaluate.ipynb #27952868
+def _budgeted(s, progress)->tuple:
+    "Make the selections and hold them to the budget: pool size, selections as made, comparison selection, base model, selections kept, their response tokens."
     table = load(s.pool, limit=s.limit)
     named = [selection(spec, table, seed=s.seed, scorer=s.scorer, progress=progress) for spec in s.selections]
     if len({n for n, _ in named}) < len(named): raise ValueError(f"two selections share a name: {[n for n, _ in named]}; rename a file")
@@ -204,6 +204,72 @@ def evaluate_job(settings:EvaluateSettings, # the pool, the selections, the trai
     keep = token_budget(tokens, s.budget_tokens) if s.budget == 'tokens' else {n: len(t) for n, t in tokens.items()}
     sels, tokens = {n: sel.iloc[:keep[n]] for n, sel in picked.items()}, {n: t[:keep[n]] for n, t in tokens.items()}
     if s.budget == 'tokens': _say("token budget: " + ', '.join(f"{n} keeps {keep[n]} of {len(picked[n])} records ({tokens[n].sum():,} response tokens)" for n in sels), progress)
+    return len(table), picked, against, lm0, sels, tokens
+
+# %% ../../nbs/eval/09a_evaluate.ipynb #0a10b1e0
+def _measure_all(names, seeds_of, folders, lm0, refs, tests, ife, out, s, rate, progress):
+    "Measure the base model and every fine-tuned one, seed by seed, after an estimate of the time it takes."
+    models = sum(len(seeds_of(n)) for n in names)
+    ntok = sum(len(r) for r in refs.values()) * s.max_length / 2 + (sum(map(len, tests.values())) + sum(map(len, ife.values()))) * s.max_new_tokens * 2
+    _say(f"measuring {models} models: about {models * ntok / rate / 60:.0f} min before skipping finished files "
+         "(rough: references half the length budget; a generated token two forward-pass tokens)", progress)
+    for n in names:
+        for k in seeds_of(n): _measure(n, k, (lambda: lm0) if n == 'base' else (lambda f=folders[n, k]: load_finetuned(lm0, folder=f)), refs, tests, ife, out, s, progress)
+
+# %% ../../nbs/eval/09a_evaluate.ipynb #8cd19d95
+def _write_results(out, res, groups, v, refs, lengths)->None:
+    "Write the results (with the length columns), the IFEval group table, the verdicts and the figures into the run folder."
+    res.to_parquet(out/'results.parquet', index=False)
+    if groups is not None: lengths(groups).to_parquet(out/'ifeval_groups.parquet', index=False)
+    if len(v): v.to_parquet(out/'verdicts.parquet', index=False)
+    figs = {'reference_loss': plot_reference_loss(res)} if refs else {}
+    if len(v): figs['win_tie_loss'] = plot_win_tie_loss(win_tie_loss(v))
+    for k, f in figs.items(): f.savefig(out/f"{k}.png", dpi=120, bbox_inches='tight'); plt.close(f)
+
+# %% ../../nbs/eval/09a_evaluate.ipynb #ceaea328
+def _summary(s, records, picked, sels, sizes, tokens, mean_resp, against, seeds, folders, validation, ifeval, res, t0)->dict:
+    "The run's `summary.json`: settings, each selection's size and training, the judge's validation, IFEval's summary, the results."
+    train = {n: json.loads((folders[n, seeds[0]]/'train.json').read_text()) for n in sels}
+    return {'pool': str(s.pool), 'records': records, 'base': s.to_dict()['base'], 'against': against, 'budget': s.budget, 'seeds': seeds,
+            'selections': {n: {'records': len(picked[n]), 'kept': len(sel), 'trained': sizes[n], 'steps': train[n]['steps'],
+                               'response_tokens': int(tokens[n].sum()), 'mean_response_tokens': mean_resp[n]} for n, sel in sels.items()},
+            'evals': s.evals, 'judge': s.judge if not str(s.judge).startswith('http') else s.judge_model, 'judge_validation': validation,
+            'ifeval': ifeval, 'settings': s.to_dict(), 'seconds': round(time.time() - t0, 1),
+            'results': json.loads(res.to_json(orient='records')), 'headline': json.loads(headline(res).to_json(orient='records'))}
+
+# %% ../../nbs/eval/09a_evaluate.ipynb #44e24525
+def rebuild_results(out, # an `evaluate` run folder: its summary.json and per-model files
+                    against:str, # the selection (or 'base') the paired differences are taken to
+                   )->pd.DataFrame:
+    "The run's reference and IFEval rows of `results.parquet`, rebuilt from its files with the paired differences taken to `against`."
+    out = Path(out); summary = json.loads((out/'summary.json').read_text())
+    s, names, seeds = EvaluateSettings(**summary['settings']), ['base', *summary['selections']], summary['seeds']
+    if against not in names: raise ValueError(f"{against!r} is not a model of the run in {out}: {names}")
+    refs, _, ife = _eval_tables(s.evals)
+    res = _results(out, names, lambda n: seeds[:1] if n == 'base' else seeds, against, refs, ife, pd.DataFrame(), False, s)[0]
+    lengths = pd.read_parquet(out/'results.parquet').groupby('selection')[['response_tokens', 'answer_tokens']].first()
+    return res.join(lengths, on='selection')
+
+# %% ../../nbs/eval/09a_evaluate.ipynb #8cde1b21
+def write_leaderboard(out, # an `evaluate` run folder
+                      random:str, longest:str, # the run's random and longest selections
+                      to=None, # the folder to write into (default: `out`)
+                     )->pd.DataFrame:
+    "`leaderboard.parquet` and `leaderboard.png` of a run: every model beside random and longest (`eval.leaderboard`)."
+    to = Path(to or out)
+    board = leaderboard(rebuild_results(out, random), rebuild_results(out, longest))
+    board.to_parquet(to/'leaderboard.parquet', index=False)
+    fig = plot_leaderboard(board, random, longest); fig.savefig(to/'leaderboard.png', dpi=120, bbox_inches='tight'); plt.close(fig)
+    return board
+
+# %% ../../nbs/eval/09a_evaluate.ipynb #1cecbed9
+def evaluate_job(settings:EvaluateSettings, # the pool, the selections, the training budget and the evaluation
+                 progress:bool=True, # print the plan and show progress bars
+                )->dict:
+    "Fine-tune on each selection once per seed, measure every model (and the base), write the run folder; returns the summary."
+    s, t0, out = settings, time.time(), Path(settings.out); out.mkdir(parents=True, exist_ok=True)
+    if s.seeds < 1 or not s.evals: raise ValueError(f"an evaluation needs a seed or more (got {s.seeds}) and evaluation sets (got {s.evals})")
+    records, picked, against, lm0, sels, tokens = _budgeted(s, progress)
     for n, sel in sels.items(): write_records(sel, path=out/'selections'/f"{file_name(n)}.jsonl")
     sizes = {n: int(np.count_nonzero(t)) for n, t in tokens.items()}
     steps = budget_steps(sizes, s.budget, s.epochs, s.batch_size)
@@ -212,12 +278,8 @@ def evaluate_job(settings:EvaluateSettings, # the pool, the selections, the trai
     rate = _forward_rate(lm0)
     folders = _train_all(sels, lm0, s.base, out, steps, seeds, kw, rate, progress)
     refs, tests, ife = _eval_tables(s.evals)
-    names = ['base', *sels]; models = sum(len(seeds_of(n)) for n in names)
-    ntok = sum(len(r) for r in refs.values()) * s.max_length / 2 + (sum(map(len, tests.values())) + sum(map(len, ife.values()))) * s.max_new_tokens * 2
-    _say(f"measuring {models} models: about {models * ntok / rate / 60:.0f} min before skipping finished files "
-         "(rough: references half the length budget; a generated token two forward-pass tokens)", progress)
-    for n in names:
-        for k in seeds_of(n): _measure(n, k, (lambda: lm0) if n == 'base' else (lambda f=folders[n, k]: load_finetuned(lm0, folder=f)), refs, tests, ife, out, s, progress)
+    names = ['base', *sels]
+    _measure_all(names, seeds_of, folders, lm0, refs, tests, ife, out, s, rate, progress)
     make_judge = _judge_factory(s.judge, s.judge_model, s.device, s.dtype)
     validation = _judge_validation(make_judge, s.judge_pairs, out, progress) if tests else None
     v = _judge_all(s.judged or list(sels), against, seeds_of, tests, make_judge, out, progress) if tests else pd.DataFrame()
@@ -225,18 +287,9 @@ def evaluate_job(settings:EvaluateSettings, # the pool, the selections, the trai
     mean_resp = {n: float(t[t > 0].mean()) if (t > 0).any() else np.nan for n, t in tokens.items()}
     answer_len = {n: _answer_tokens(out, n, seeds_of(n), tests, ife, lm0.tokenizer) for n in names}
     lengths = lambda d: d.assign(response_tokens=d.selection.map(mean_resp), answer_tokens=d.selection.map(answer_len))
-    res = lengths(res); res.to_parquet(out/'results.parquet', index=False)
-    if groups is not None: lengths(groups).to_parquet(out/'ifeval_groups.parquet', index=False)
-    if len(v): v.to_parquet(out/'verdicts.parquet', index=False)
-    figs = {'reference_loss': plot_reference_loss(res)} if refs else {}
-    if len(v): figs['win_tie_loss'] = plot_win_tie_loss(win_tie_loss(v))
-    for k, f in figs.items(): f.savefig(out/f"{k}.png", dpi=120, bbox_inches='tight'); plt.close(f)
-    train = {n: json.loads((folders[n, seeds[0]]/'train.json').read_text()) for n in sels}
-    summary = {'pool': str(s.pool), 'records': len(table), 'base': s.to_dict()['base'], 'against': against, 'budget': s.budget, 'seeds': seeds,
-               'selections': {n: {'records': len(picked[n]), 'kept': len(sel), 'trained': sizes[n], 'steps': train[n]['steps'],
-                                  'response_tokens': int(tokens[n].sum()), 'mean_response_tokens': mean_resp[n]} for n, sel in sels.items()},
-               'evals': s.evals, 'judge': s.judge if not str(s.judge).startswith('http') else s.judge_model, 'judge_validation': validation,
-               'ifeval': ifeval, 'settings': s.to_dict(), 'seconds': round(time.time() - t0, 1),
-               'results': json.loads(res.to_json(orient='records')), 'headline': json.loads(headline(res).to_json(orient='records'))}
+    res = lengths(res); _write_results(out, res, groups, v, refs, lengths)
+    summary = _summary(s, records, picked, sels, sizes, tokens, mean_resp, against, seeds, folders, validation, ifeval, res, t0)
     (out/'summary.json').write_text(json.dumps(summary, indent=1, default=str))
+    random, longest = (next((n for n in sels if n.split(':')[0] == kind), None) for kind in ('random', 'longest'))
+    if random and longest and (refs or ife): write_leaderboard(out, random, longest)  # measured rows beside both baselines
     return summary

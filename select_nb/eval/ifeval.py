@@ -165,7 +165,7 @@ def ifeval_groups(scored:pd.DataFrame, # rows of `score_ifeval`
 def ifeval_answers(lm:LM, # the model that answers
                    prompts:pd.DataFrame, # rows of `ifeval_prompts`
                    template:str='alpaca', # the prompt template the model was trained with
-                   max_new_tokens:int=256, batch_size:int=16, # the answer budget; prompts per generation batch
+                   max_new_tokens:int=256, batch_size:int=32, # the answer budget; prompts per generation batch
                    out:str|Path|None=None, # JSON Lines file: finished batches are appended, a rerun skips them
                    progress:bool=True,
                   )->pd.DataFrame:

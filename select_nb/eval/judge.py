@@ -22,7 +22,7 @@ __all__ = ['JUDGE_SYSTEM', 'JUDGE_PROMPT', 'SCORES', 'answer_prompts', 'parse_sc
 def answer_prompts(lm:LM, # the model that answers
              prompts:pd.DataFrame, # test prompts: rows of a table from `load(..., prompt_only=True)`
              template:str='alpaca', # the prompt template the model was trained with
-             max_new_tokens:int=256, batch_size:int=16,
+             max_new_tokens:int=256, batch_size:int=32,
              out:str|Path|None=None, # JSON Lines file: finished batches are appended, a rerun skips them
              progress:bool=True,
             )->pd.DataFrame:

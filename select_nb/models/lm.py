@@ -8,14 +8,14 @@ import hashlib, json
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from ..core.env import cache_dir, pick_device, pick_dtype
 from .registry import ALIASES, MODELS, model_path, quiet_loading
 
 # %% auto #0
 __all__ = ['START_TOKENS', 'END_OF_TEXT', 'WEIGHT_SUFFIXES', 'prepended_ids', 'document_start', 'token_id', 'start_of', 'LM',
            'dir_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint', 'load_lm', 'left_padded', 'eos_ids',
-           'greedy_ids', 'greedy']
+           'plain_greedy', 'greedy_ids', 'greedy']
 
 # %% ../../nbs/models/02a_lm.ipynb #94c882c8
 START_TOKENS = {**{m.name: m.start_token for m in MODELS.values() if m.start_token},
@@ -159,6 +159,22 @@ def eos_ids(model)->list:
     eos = model.generation_config.eos_token_id
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
+# %% ../../nbs/models/02a_lm.ipynb #e6f350ba
+_SCORE_SETTINGS = {'repetition_penalty': 1.0, 'no_repeat_ngram_size': 0, 'encoder_repetition_penalty': 1.0, 'bad_words_ids': None,
+                   'suppress_tokens': None, 'begin_suppress_tokens': None, 'forced_bos_token_id': None, 'forced_eos_token_id': None,
+                   'min_length': 0, 'min_new_tokens': None, 'sequence_bias': None, 'exponential_decay_length_penalty': None}
+
+def plain_greedy(model)->bool:
+    "Whether greedy decoding under the model's generation config is the plain argmax of its logits (no penalty, ban or forced token)."
+    g = model.generation_config
+    return all(getattr(g, k, v) in (v, None) for k, v in _SCORE_SETTINGS.items())
+
+def _generate_ids(lm, enc, max_new_tokens):
+    "Greedy ids by `generate`, which applies the generation config's penalties and bans; rows cut after their end token."
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+    eos = eos_ids(lm.model)
+    return [next((r[:i + 1] for i, t in enumerate(r) if t in eos), r) for r in out[:, enc['input_ids'].shape[1]:].tolist()]
+
 # %% ../../nbs/models/02a_lm.ipynb #e975be57
 @torch.inference_mode()
 def greedy_ids(lm:LM, # the model
@@ -167,11 +183,24 @@ def greedy_ids(lm:LM, # the model
                max_length:int|None=None, # prompt budget (cut from the left; None: never cut)
                special_tokens:bool=True, # as in `left_padded`
               )->list:
-    "Greedy token ids after each prompt: up to and with its end-of-sequence token, or `max_new_tokens` of them."
+    "Greedy token ids after each prompt: up to and with its end-of-sequence token, or `max_new_tokens` of them; a row that has ended leaves the batch."
     enc = left_padded(lm.tokenizer, texts, max_length, special_tokens).to(lm.device)
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
-    eos = eos_ids(lm.model)
-    return [next((r[:i + 1] for i, t in enumerate(r) if t in eos), r) for r in out[:, enc['input_ids'].shape[1]:].tolist()]
+    if not plain_greedy(lm.model): return _generate_ids(lm, enc, max_new_tokens)
+    att, eos, cache = enc['attention_mask'], set(eos_ids(lm.model)), DynamicCache(config=lm.model.config)
+    pos = (att.cumsum(-1) - 1).clamp(min=0)
+    def step(ids): return lm.model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache, logits_to_keep=1).logits[:, -1].argmax(-1)
+    nxt, pos, live, answers = step(enc['input_ids']), pos[:, -1:], torch.arange(len(texts)), [[] for _ in texts]
+    for _ in range(max_new_tokens):
+        keep = []
+        for k, (i, t) in enumerate(zip(live.tolist(), nxt.tolist())):
+            answers[i].append(t)
+            if t not in eos and len(answers[i]) < max_new_tokens: keep.append(k)
+        if not keep: break
+        if len(keep) < len(live):  # drop the finished rows from the batch and the cache
+            k = torch.tensor(keep, device=att.device); cache.batch_select_indices(k); live, att, pos, nxt = live[k], att[k], pos[k], nxt[k]
+        att, pos = torch.cat([att, att.new_ones(len(live), 1)], -1), pos + 1
+        nxt = step(nxt[:, None])
+    return answers
 
 # %% ../../nbs/models/02a_lm.ipynb #248543be
 def greedy(lm:LM, # the model
