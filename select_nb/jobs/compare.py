@@ -7,8 +7,9 @@ from __future__ import annotations
 import json, math, re, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
+import pandas as pd
 from ..data.load import load
-from ..eval.evaluate import EvaluateSettings, evaluate_job, write_leaderboard
+from ..eval.evaluate import EvaluateSettings, evaluate_job
 from .baseline import BaselineSettings, baseline_job
 from .kcenter import KcenterSettings, kcenter_job
 from .scar import ScarRankSettings, scar_rank_job
@@ -94,7 +95,9 @@ def compare_job(settings:CompareSettings, # the pool, the methods, the count, th
     picked = {name: _selection(name, how, s, table, count, out, progress) for name, how in specs.items()}
     ev = EvaluateSettings.part_of(s).replace(selections=[p['file'] for p in picked.values()] + list(s.selections), out=str(out/'evaluate'))
     evaluated = evaluate_job(ev, progress=progress)
-    board = write_leaderboard(out/'evaluate', 'random', 'longest', to=out)  # the evaluation's own leaderboard, at the top of the run
+    if not (out/'evaluate'/'leaderboard.parquet').exists(): raise ValueError(f"no leaderboard: give reference sets or IFEval among the evaluation sets (got {s.evals})")
+    for f in ('leaderboard.parquet', 'leaderboard.png'): shutil.copyfile(out/'evaluate'/f, out/f)  # the evaluation wrote it: random and longest are among its selections
+    board = pd.read_parquet(out/'leaderboard.parquet')
     summary = {'pool': str(s.pool), 'records': len(table), 'count': count, 'methods': picked,
                'evaluation': {k: evaluated[k] for k in ('selections', 'seeds', 'budget', 'judge_validation', 'ifeval')},
                'settings': s.to_dict(), 'seconds': round(time.time() - t0, 1), 'leaderboard': json.loads(board.to_json(orient='records'))}

@@ -188,7 +188,7 @@ def greedy_ids(lm:LM, # the model
     if not plain_greedy(lm.model): return _generate_ids(lm, enc, max_new_tokens)
     att, eos, cache = enc['attention_mask'], set(eos_ids(lm.model)), DynamicCache(config=lm.model.config)
     pos = (att.cumsum(-1) - 1).clamp(min=0)
-    def step(ids):  # the head on a contiguous copy of the last position: on a strided slice it can take 1,000x longer on CPU
+    def step(ids):  # the head on a contiguous copy of the last position: on a strided slice it ran far slower on CPU
         h = lm.model.base_model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache).last_hidden_state
         return lm.model.get_output_embeddings()(h[:, -1].contiguous()).argmax(-1)  # soft-capping (Gemma 2) keeps the argmax
     nxt, pos, live, answers = step(enc['input_ids']), pos[:, -1:], torch.arange(len(texts)), [[] for _ in texts]
