@@ -97,6 +97,9 @@ def test_a_finished_selection_is_taken_as_it_is_and_checked(tiny, tmp_path):
         cmp.compare_job(s.replace(methods=[f'dolly={tmp_path/"dolly.json"}'], out=tmp_path/'bad'), progress=False)
     with pytest.raises(ValueError, match='use one of superfilter'): cmp.method_specs(['ifd'])
     with pytest.raises(ValueError, match='keeps no record'): cmp.compare_job(s.replace(n=0), progress=False)
+    with pytest.raises(ValueError, match='no leaderboard without reference sets or IFEval'):  # refused before any selection is made
+        cmp.compare_job(s.replace(methods=['longest'], evals={'vicuna-80': 2}, out=tmp_path/'judged'), progress=False)
+    assert not (tmp_path/'judged').exists()
 
 @pytest.fixture(scope='module')
 def tiny_dir(tmp_path_factory):

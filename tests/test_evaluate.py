@@ -112,7 +112,7 @@ def test_cli_evaluate_end_to_end(tiny_dir, tmp_path, capsys):
     assert len(res) == 4 and res.ci_low.notna().all()
 
 def test_evaluation_sets_split_into_reference_and_test_sets():
-    ref, test, ife = ev._eval_tables({'alpaca-eval-gpt4': 3, 'mt-bench-reference-gpt4': 2, 'self-instruct': 2, 'vicuna-80': 2, 'lima-300': 2, 'ifeval': 2})
+    ref, test, ife = ev.eval_tables({'alpaca-eval-gpt4': 3, 'mt-bench-reference-gpt4': 2, 'self-instruct': 2, 'vicuna-80': 2, 'lima-300': 2, 'ifeval': 2})
     assert list(ref) == ['alpaca-eval-gpt4', 'mt-bench-reference-gpt4', 'self-instruct'] and list(test) == ['vicuna-80', 'lima-300'] and list(ife) == ['ifeval']
     assert not ref['mt-bench-reference-gpt4'].instruction.str.isdigit().any()  # the question text, not its id
 

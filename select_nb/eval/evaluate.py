@@ -26,10 +26,10 @@ from ..train.finetune import finetune, load_finetuned, sft_dataset
 from ..train.reference import reference_nll
 
 # %% auto #0
-__all__ = ['EvaluateSettings', 'rebuild_results', 'write_leaderboard', 'evaluate_job']
+__all__ = ['eval_tables', 'EvaluateSettings', 'rebuild_results', 'write_leaderboard', 'evaluate_job']
 
 # %% ../../nbs/eval/09a_evaluate.ipynb #1da56e4d
-def _eval_tables(evals:dict)->tuple:
+def eval_tables(evals:dict)->tuple:
     "Load `{name or path: records}`: reference sets (records with answers), test sets (prompts only), IFEval sets (checkable instructions)."
     ref, test, ife = {}, {}, {}
     for name, n in evals.items():
@@ -245,7 +245,7 @@ def rebuild_results(out, # an `evaluate` run folder: its summary.json and per-mo
     out = Path(out); summary = json.loads((out/'summary.json').read_text())
     s, names, seeds = EvaluateSettings(**summary['settings']), ['base', *summary['selections']], summary['seeds']
     if against not in names: raise ValueError(f"{against!r} is not a model of the run in {out}: {names}")
-    refs, _, ife = _eval_tables(s.evals)
+    refs, _, ife = eval_tables(s.evals)
     res = _results(out, names, lambda n: seeds[:1] if n == 'base' else seeds, against, refs, ife, pd.DataFrame(), False, s)[0]
     lengths = pd.read_parquet(out/'results.parquet').groupby('selection')[['response_tokens', 'answer_tokens']].first()
     return res.join(lengths, on='selection')
@@ -277,7 +277,7 @@ def evaluate_job(settings:EvaluateSettings, # the pool, the selections, the trai
     kw = dict(template=s.template, max_length=s.max_length, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, lora=not s.full, dtype=s.dtype, device=s.device)
     rate = _forward_rate(lm0)
     folders = _train_all(sels, lm0, s.base, out, steps, seeds, kw, rate, progress)
-    refs, tests, ife = _eval_tables(s.evals)
+    refs, tests, ife = eval_tables(s.evals)
     names = ['base', *sels]
     _measure_all(names, seeds_of, folders, lm0, refs, tests, ife, out, s, rate, progress)
     make_judge = _judge_factory(s.judge, s.judge_model, s.device, s.dtype)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from ..data.load import load
-from ..eval.evaluate import EvaluateSettings, evaluate_job
+from ..eval.evaluate import EvaluateSettings, eval_tables, evaluate_job
 from .baseline import BaselineSettings, baseline_job
 from .kcenter import KcenterSettings, kcenter_job
 from .scar import ScarRankSettings, scar_rank_job
@@ -92,10 +92,11 @@ def compare_job(settings:CompareSettings, # the pool, the methods, the count, th
     specs, table = method_specs(s.methods), load(s.pool, limit=s.limit)
     count = s.count(len(table))
     if not count: raise ValueError(f"compare keeps no record: give ratio or n (ratio={s.ratio}, n={s.n}, {len(table)} records in the pool)")
+    refs, _, ife = eval_tables(s.evals)  # the leaderboard stands on reference loss or IFEval: refuse before any selection is made
+    if not (refs or ife): raise ValueError(f"no leaderboard without reference sets or IFEval: give one among the evaluation sets (got {s.evals})")
     picked = {name: _selection(name, how, s, table, count, out, progress) for name, how in specs.items()}
     ev = EvaluateSettings.part_of(s).replace(selections=[p['file'] for p in picked.values()] + list(s.selections), out=str(out/'evaluate'))
     evaluated = evaluate_job(ev, progress=progress)
-    if not (out/'evaluate'/'leaderboard.parquet').exists(): raise ValueError(f"no leaderboard: give reference sets or IFEval among the evaluation sets (got {s.evals})")
     for f in ('leaderboard.parquet', 'leaderboard.png'): shutil.copyfile(out/'evaluate'/f, out/f)  # the evaluation wrote it: random and longest are among its selections
     board = pd.read_parquet(out/'leaderboard.parquet')
     summary = {'pool': str(s.pool), 'records': len(table), 'count': count, 'methods': picked,
