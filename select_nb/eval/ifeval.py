@@ -15,7 +15,7 @@ from if_verifiable.ifeval.instructions_util import count_sentences
 from ..core.env import DATA_ENV, cache_dir, data_dir, file_name
 from ..data.formats import DataError, plain, read_rows
 from .intervals import pair_seeds, seed_bootstrap
-from .judge import answer_prompts
+from .judge import ANSWER_BATCH, answer_prompts
 from ..models.lm import LM
 from ..store.store import write_atomic
 
@@ -165,7 +165,7 @@ def ifeval_groups(scored:pd.DataFrame, # rows of `score_ifeval`
 def ifeval_answers(lm:LM, # the model that answers
                    prompts:pd.DataFrame, # rows of `ifeval_prompts`
                    template:str='alpaca', # the prompt template the model was trained with
-                   max_new_tokens:int=256, batch_size:int=32, # the answer budget; prompts per generation batch
+                   max_new_tokens:int=256, batch_size:int=ANSWER_BATCH, # the answer budget; prompts per generation batch
                    out:str|Path|None=None, # JSON Lines file: finished batches are appended, a rerun skips them
                    progress:bool=True,
                   )->pd.DataFrame:

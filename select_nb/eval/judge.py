@@ -15,14 +15,17 @@ from ..models.lm import LM, eos_ids, greedy, greedy_ids, load_lm
 from ..store.store import append_records, read_records
 
 # %% auto #0
-__all__ = ['JUDGE_SYSTEM', 'JUDGE_PROMPT', 'SCORES', 'answer_prompts', 'parse_scores', 'LocalJudge', 'OpenAIJudge', 'judge_pairs',
-           'verdicts', 'score_probs', 'expected_scores', 'ProbJudge', 'win_tie_loss', 'plot_win_tie_loss']
+__all__ = ['ANSWER_BATCH', 'JUDGE_SYSTEM', 'JUDGE_PROMPT', 'SCORES', 'answer_prompts', 'parse_scores', 'LocalJudge',
+           'OpenAIJudge', 'judge_pairs', 'verdicts', 'score_probs', 'expected_scores', 'ProbJudge', 'win_tie_loss',
+           'plot_win_tie_loss']
 
 # %% ../../nbs/eval/09_judge.ipynb #5decbf09
+ANSWER_BATCH = 32  # prompts per generation batch (timed against 16 in `bench/generate.py`; `bench/RESULTS.md`)
+
 def answer_prompts(lm:LM, # the model that answers
              prompts:pd.DataFrame, # test prompts: rows of a table from `load(..., prompt_only=True)`
              template:str='alpaca', # the prompt template the model was trained with
-             max_new_tokens:int=256, batch_size:int=32,
+             max_new_tokens:int=256, batch_size:int=ANSWER_BATCH,
              out:str|Path|None=None, # JSON Lines file: finished batches are appended, a rerun skips them
              progress:bool=True,
             )->pd.DataFrame:
