@@ -81,7 +81,7 @@ def _train_all(sels, lm0, base, out, steps, seeds, kw, rate, progress):
 
 # %% ../../nbs/eval/09a_evaluate.ipynb #c46d1287
 def _measure(name, seed, model, refsets, testsets, ifesets, out, s, progress):
-    "Reference loss, test-set answers, IFEval answers and scores of one model and seed, skipping finished files; `model()` loads it when needed."
+    "Reference loss, test-set answers, IFEval answers and scores of one model and seed, skipping finished files; `model()` loads it when needed. Whether it was loaded."
     lm = functools.cache(model)
     for e, refs in refsets.items():
         f = _file(out, 'reference', e, name, seed, 'parquet')
@@ -98,6 +98,7 @@ def _measure(name, seed, model, refsets, testsets, ifesets, out, s, progress):
         if not _covers(f, prompts.key, 'key'):
             f.parent.mkdir(parents=True, exist_ok=True)
             score_ifeval(read_answers(a).set_index('key').loc[prompts.key].reset_index(), prompts).to_parquet(f)
+    return bool(lm.cache_info().currsize)
 
 # %% ../../nbs/eval/09a_evaluate.ipynb #ff802240
 def _judge_all(names, against, seeds_of, testsets, judge, out, progress):
@@ -208,13 +209,16 @@ def _budgeted(s, progress)->tuple:
 
 # %% ../../nbs/eval/09a_evaluate.ipynb #0a10b1e0
 def _measure_all(names, seeds_of, folders, lm0, refs, tests, ife, out, s, rate, progress):
-    "Measure the base model and every fine-tuned one, seed by seed, after an estimate of the time it takes."
-    models = sum(len(seeds_of(n)) for n in names)
+    "Measure the base model and every fine-tuned one, seed by seed: a rough estimate first, then one from the models measured so far."
+    todo, spent = [(n, k) for n in names for k in seeds_of(n)], []
     ntok = sum(len(r) for r in refs.values()) * s.max_length / 2 + (sum(map(len, tests.values())) + sum(map(len, ife.values()))) * s.max_new_tokens * 2
-    _say(f"measuring {models} models: about {models * ntok / rate / 60:.0f} min before skipping finished files "
+    _say(f"measuring {len(todo)} models: about {len(todo) * ntok / rate / 60:.0f} min before skipping finished files "
          "(rough: references half the length budget; a generated token two forward-pass tokens)", progress)
-    for n in names:
-        for k in seeds_of(n): _measure(n, k, (lambda: lm0) if n == 'base' else (lambda f=folders[n, k]: load_finetuned(lm0, folder=f)), refs, tests, ife, out, s, progress)
+    for i, (n, k) in enumerate(todo, 1):
+        t = time.time()
+        if _measure(n, k, (lambda: lm0) if n == 'base' else (lambda f=folders[n, k]: load_finetuned(lm0, folder=f)), refs, tests, ife, out, s, progress):
+            spent.append(time.time() - t)
+        if spent and i < len(todo): _say(f"{len(todo) - i} model(s) left to measure: about {np.mean(spent) * (len(todo) - i) / 60:.0f} min (from the {len(spent)} measured so far)", progress)
 
 # %% ../../nbs/eval/09a_evaluate.ipynb #8cd19d95
 def _write_results(out, res, groups, v, refs, lengths)->None:
