@@ -18,16 +18,8 @@ a = p.parse_args()
 import numpy as np, torch
 from select_nb.core.records import render_prompt
 from select_nb.eval.ifeval import ifeval_prompts
-from select_nb.models.lm import eos_ids, greedy_ids, left_padded, load_lm
+from select_nb.models.lm import generate_ids, greedy_ids, left_padded, load_lm
 from select_nb.train.finetune import load_finetuned
-
-@torch.inference_mode()
-def generate_ids(lm, texts, max_new_tokens, **kw):
-    "`model.generate` with extra generation arguments (e.g. a static cache)."
-    enc = left_padded(lm.tokenizer, texts).to(lm.device)
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id, **kw)
-    eos = eos_ids(lm.model)
-    return [next((r[:i + 1] for i, t in enumerate(r) if t in eos), r) for r in out[:, enc['input_ids'].shape[1]:].tolist()]
 
 def answer_all(fn, texts, batch_size):
     "Answers in `texts` order, made in batches over the length-sorted prompts; and the seconds."
@@ -41,10 +33,11 @@ lm = load_lm(a.model)
 if a.adapter: lm = load_finetuned(lm, a.adapter)
 texts = [render_prompt(q, '', a.template, lm.tokenizer) for q in ifeval_prompts(a.prompts).prompt]
 n = a.max_new_tokens
-generate_ids(lm, texts[:2], 4)  # warm-up
-arms = [('before: generate, batch 16', lambda b: generate_ids(lm, b, n), 16)]
-arms += [(f"generate, batch {k}", lambda b: generate_ids(lm, b, n), k) for k in (4, 8, 32, 64)]
-arms += [('generate, static cache, batch 16', lambda b: generate_ids(lm, b, n, cache_implementation='static'), 16)]
+generate = lambda b, n, **kw: generate_ids(lm, left_padded(lm.tokenizer, b).to(lm.device), n, **kw)  # `model.generate`, extra arguments passed on
+generate(texts[:2], 4)  # warm-up
+arms = [('before: generate, batch 16', lambda b: generate(b, n), 16)]
+arms += [(f"generate, batch {k}", lambda b: generate(b, n), k) for k in (4, 8, 32, 64)]
+arms += [('generate, static cache, batch 16', lambda b: generate(b, n, cache_implementation='static'), 16)]
 arms += [(f"greedy_ids: finished rows dropped, batch {k}", lambda b: greedy_ids(lm, b, n), k) for k in (16, 32, 64)]
 if a.arms != 'all': arms = [arms[0]] + [arms[int(i)] for i in a.arms.split(',') if int(i)]
 print(f"{a.model}{' + ' + a.adapter if a.adapter else ''}, {len(texts)} IFEval prompts (Alpaca template), greedy, max_new_tokens {n}, {torch.get_num_threads()} threads")

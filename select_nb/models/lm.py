@@ -15,7 +15,7 @@ from .registry import ALIASES, MODELS, model_path, quiet_loading
 # %% auto #0
 __all__ = ['START_TOKENS', 'END_OF_TEXT', 'WEIGHT_SUFFIXES', 'prepended_ids', 'document_start', 'token_id', 'start_of', 'LM',
            'dir_fingerprint', 'weights_fingerprint', 'tokenizer_fingerprint', 'load_lm', 'left_padded', 'eos_ids',
-           'plain_greedy', 'greedy_ids', 'greedy']
+           'plain_greedy', 'generate_ids', 'greedy_ids', 'greedy']
 
 # %% ../../nbs/models/02a_lm.ipynb #94c882c8
 START_TOKENS = {**{m.name: m.start_token for m in MODELS.values() if m.start_token},
@@ -169,9 +169,14 @@ def plain_greedy(model)->bool:
     g = model.generation_config
     return all(getattr(g, k, v) in (v, None) for k, v in _SCORE_SETTINGS.items())
 
-def _generate_ids(lm, enc, max_new_tokens):
+@torch.inference_mode()
+def generate_ids(lm:LM, # the model
+                 enc, # a left-padded batch (`left_padded`), on the model's device
+                 max_new_tokens:int, # answer length budget
+                 **kw, # more `generate` arguments (e.g. `cache_implementation='static'`)
+                )->list:
     "Greedy ids by `generate`, which applies the generation config's penalties and bans; rows cut after their end token."
-    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+    out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id, **kw)
     eos = eos_ids(lm.model)
     return [next((r[:i + 1] for i, t in enumerate(r) if t in eos), r) for r in out[:, enc['input_ids'].shape[1]:].tolist()]
 
@@ -185,7 +190,7 @@ def greedy_ids(lm:LM, # the model
               )->list:
     "Greedy token ids after each prompt: up to and with its end-of-sequence token, or `max_new_tokens` of them; a row that has ended leaves the batch."
     enc = left_padded(lm.tokenizer, texts, max_length, special_tokens).to(lm.device)
-    if not plain_greedy(lm.model): return _generate_ids(lm, enc, max_new_tokens)
+    if not plain_greedy(lm.model): return generate_ids(lm, enc, max_new_tokens)
     att, eos, cache = enc['attention_mask'], set(eos_ids(lm.model)), DynamicCache(config=lm.model.config)
     pos = (att.cumsum(-1) - 1).clamp(min=0)
     def step(ids):  # the head on a contiguous copy of the last position: on a strided slice it ran far slower on CPU
